@@ -1,0 +1,77 @@
+"""What every handler does around its call: telemetry start-up once, ids bound to logs,
+and JSON responses that carry the correlation id back to the caller."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import azure.functions as func
+
+from shared.observability import InvocationContext, configure_logging, invocation_scope
+
+_started = threading.Event()
+_start_lock = threading.Lock()
+
+
+def _start_once() -> None:
+    """First invocation: structured logging and (if configured) telemetry export.
+
+    Deferred from import time so indexing stays fast; a bad setting surfaces in the
+    invocation that needs it, as a clear error, not as "0 functions found".
+    """
+    if _started.is_set():
+        return
+    with _start_lock:
+        if _started.is_set():
+            return
+        from shared.config import get_settings
+        from shared.errors import ConfigurationError
+        from shared.observability import configure_telemetry
+
+        configure_logging()
+        try:
+            connection_string = get_settings().applicationinsights_connection_string
+        except ConfigurationError:
+            connection_string = None  # readiness reports the bad setting
+        configure_telemetry(connection_string.get_secret_value() if connection_string else None)
+        _started.set()
+
+
+@contextmanager
+def http_invocation(
+    req: func.HttpRequest, context: func.Context | None
+) -> Iterator[InvocationContext]:
+    _start_once()
+    traceparent = req.headers.get("traceparent")
+    if context is not None and context.trace_context is not None:
+        traceparent = context.trace_context.trace_parent or traceparent
+    with invocation_scope(
+        context.invocation_id if context is not None else None,
+        correlation_id=req.headers.get("x-correlation-id"),
+        traceparent=traceparent,
+    ) as scope:
+        yield scope
+
+
+def json_response(
+    body: object,
+    *,
+    status_code: int = 200,
+    scope: InvocationContext | None = None,
+    headers: Mapping[str, str] | None = None,
+    mimetype: str = "application/json",
+) -> func.HttpResponse:
+    all_headers = {"Cache-Control": "no-store"}
+    if scope is not None and scope.correlation_id:
+        all_headers["X-Correlation-Id"] = scope.correlation_id
+    all_headers.update(headers or {})
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        status_code=status_code,
+        headers=all_headers,
+        mimetype=mimetype,
+        charset="utf-8",
+    )

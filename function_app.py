@@ -1,0 +1,13 @@
+"""Composition root: the Functions app and its blueprints, nothing else.
+
+Each blueprint is one serverless pattern; its handlers import their services on first call, so
+indexing here stays close to the cost of ``import azure.functions`` (see benchmarks/cold_start.py).
+"""
+
+import azure.functions as func
+
+from blueprints import health
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+app.register_functions(health.bp)

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Sets up everything Orderflow needs on a fresh machine, idempotently:
+# a Python 3.13 virtual environment with the pinned packages, and the local stand-ins (npm).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+NODE_MAJOR_MIN=18
+
+find_python313() {
+  local candidate
+  for candidate in "${PYTHON:-}" python3.13 "$HOME/.pyenv/versions/3.13"*/bin/python3 /root/.pyenv/versions/3.13*/bin/python3 /usr/local/bin/python3.13 /usr/bin/python3.13; do
+    [[ -n "$candidate" ]] || continue
+    if command -v "$candidate" >/dev/null 2>&1 \
+      && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+      command -v "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ensure_apt_packages() {
+  # Debian packages the stack needs if the machine lacks them (Node for Azurite and Cosmos).
+  local missing=()
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if ((${#missing[@]})); then
+    echo "bootstrap: installing ${missing[*]} with apt-get" >&2
+    if [[ $(id -u) -eq 0 ]]; then
+      apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+    else
+      sudo apt-get update -qq && sudo apt-get install -y -qq "${missing[@]}"
+    fi
+  fi
+}
+
+PY=$(find_python313) || {
+  echo "bootstrap: Python 3.13 not found. Install it (for example 'pyenv install 3.13') or set PYTHON=/path/to/python3.13" >&2
+  exit 1
+}
+
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then
+  echo "bootstrap: creating $VENV with $PY" >&2
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV"
+fi
+
+# Reinstall only when the requirement files changed since the last successful install.
+stamp="$VENV/.requirements.sha256"
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  echo "bootstrap: installing Python packages" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  echo "$want" >"$stamp"
+fi
+
+ensure_apt_packages
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < NODE_MAJOR_MIN)); then
+  echo "bootstrap: Node $node_major is too old for the local stand-ins (need >= $NODE_MAJOR_MIN)" >&2
+  exit 1
+fi
+nstamp=localdev/node_modules/.package-lock.sha256
+nwant=$(sha256sum localdev/package-lock.json | cut -d' ' -f1)
+if [[ ! -f "$nstamp" || "$(cat "$nstamp")" != "$nwant" ]]; then
+  echo "bootstrap: installing the local stand-ins (npm ci)" >&2
+  npm ci --prefix localdev --no-audit --no-fund --loglevel=error
+  echo "$nwant" >"$nstamp"
+fi
+
+if [[ ! -f local.settings.json ]]; then
+  cp local.settings.json.sample local.settings.json
+  echo "bootstrap: created local.settings.json from the sample" >&2
+fi

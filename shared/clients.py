@@ -1,0 +1,231 @@
+"""Azure SDK clients: one credential, each client created on first use and then reused.
+
+Nothing here touches the network or imports an Azure SDK at module import time: the SDKs cost
+hundreds of milliseconds to import, and a Flex Consumption instance that only serves HTTP should
+never pay for the Service Bus SDK. Each getter imports its SDK when first called.
+
+In Azure every client authenticates with the app's managed identity (``DefaultAzureCredential``).
+Keys and connection strings are used only for the local stand-ins; ``shared.config`` refuses them
+anywhere else. Retries are the SDKs' own policies, tuned here once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from shared.config import SERVICE_BUS_CONNECTION, get_settings
+from shared.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy
+    from azure.eventgrid import EventGridPublisherClient
+    from azure.keyvault.secrets import SecretClient
+    from azure.servicebus import ServiceBusClient
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueClient, QueueServiceClient
+
+# Connection and read timeouts (seconds) for every data-plane call unless a caller passes its own.
+CONNECTION_TIMEOUT = 5
+READ_TIMEOUT = 30
+# SDK retry policy: a few quick retries with exponential backoff; throttling (429/503) is retried
+# by the SDKs honouring Retry-After.
+RETRY_TOTAL = 3
+RETRY_BACKOFF_FACTOR = 0.4
+RETRY_BACKOFF_MAX = 8
+
+_lock = threading.RLock()
+_instances: dict[str, Any] = {}
+
+
+def _cached[T](name: str, factory: Callable[[], T]) -> T:
+    """Create ``name`` once per process (thread-safe) and return the same object afterwards."""
+    instance = _instances.get(name)
+    if instance is None:
+        with _lock:
+            instance = _instances.get(name)
+            if instance is None:
+                instance = factory()
+                _instances[name] = instance
+    return instance
+
+
+def reset_clients() -> None:
+    """Close and forget every cached client and the credential (tests; settings changes)."""
+    with _lock:
+        instances = list(_instances.values())
+        _instances.clear()
+    for instance in instances:
+        close = getattr(instance, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: S112 - closing is best effort; the object is discarded
+                continue
+
+
+def get_credential() -> TokenCredential:
+    """The app's one token credential: its managed identity in Azure, developer sign-in locally."""
+
+    def create() -> TokenCredential:
+        from azure.identity import DefaultAzureCredential
+
+        settings = get_settings()
+        return DefaultAzureCredential(
+            managed_identity_client_id=settings.managed_identity_client_id,
+            exclude_interactive_browser_credential=True,
+        )
+
+    return _cached("credential", create)
+
+
+def get_cosmos_client() -> CosmosClient:
+    def create() -> CosmosClient:
+        from azure.cosmos import CosmosClient
+
+        s = get_settings()
+        credential: Any = (
+            s.cosmos_key.get_secret_value() if s.cosmos_key is not None else get_credential()
+        )
+        return CosmosClient(
+            s.cosmos_endpoint,
+            credential=credential,
+            connection_timeout=CONNECTION_TIMEOUT,
+            retry_total=RETRY_TOTAL,
+            retry_backoff_max=RETRY_BACKOFF_MAX,
+            # The local stand-in has no regions to discover.
+            enable_endpoint_discovery=s.environment != "local",
+            user_agent_suffix="orderflow",
+        )
+
+    return _cached("cosmos", create)
+
+
+def get_cosmos_database() -> DatabaseProxy:
+    s = get_settings()
+    return get_cosmos_client().get_database_client(s.cosmos_database)
+
+
+def get_container(name: str) -> ContainerProxy:
+    """A Cosmos container proxy (no network call until an operation runs)."""
+    return _cached(
+        f"cosmos-container:{name}", lambda: get_cosmos_database().get_container_client(name)
+    )
+
+
+def _storage_kwargs() -> dict[str, Any]:
+    return {
+        "connection_timeout": CONNECTION_TIMEOUT,
+        "read_timeout": READ_TIMEOUT,
+        "retry_total": RETRY_TOTAL,
+        "user_agent": "orderflow",
+    }
+
+
+def get_blob_service() -> BlobServiceClient:
+    def create() -> BlobServiceClient:
+        from azure.storage.blob import BlobServiceClient
+
+        storage = (get_settings()).storage
+        if storage.connection_string is not None:
+            return BlobServiceClient.from_connection_string(
+                storage.connection_string, **_storage_kwargs()
+            )
+        assert storage.blob_service_uri is not None  # noqa: S101 - guaranteed by config
+        return BlobServiceClient(storage.blob_service_uri, get_credential(), **_storage_kwargs())
+
+    return _cached("blob", create)
+
+
+def get_queue_service() -> QueueServiceClient:
+    def create() -> QueueServiceClient:
+        from azure.storage.queue import QueueServiceClient
+
+        storage = (get_settings()).storage
+        if storage.connection_string is not None:
+            return QueueServiceClient.from_connection_string(
+                storage.connection_string, **_storage_kwargs()
+            )
+        assert storage.queue_service_uri is not None  # noqa: S101 - guaranteed by config
+        return QueueServiceClient(storage.queue_service_uri, get_credential(), **_storage_kwargs())
+
+    return _cached("queue", create)
+
+
+def get_queue(name: str) -> QueueClient:
+    """A queue client whose messages are base64, as the Functions queue trigger expects."""
+
+    def create() -> QueueClient:
+        from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+
+        return get_queue_service().get_queue_client(
+            name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy(),
+        )
+
+    return _cached(f"queue:{name}", create)
+
+
+def get_service_bus_client() -> ServiceBusClient:
+    def create() -> ServiceBusClient:
+        from azure.servicebus import ServiceBusClient
+
+        s = get_settings()
+        if s.service_bus is None:
+            raise ConfigurationError(
+                SERVICE_BUS_CONNECTION,
+                f"is required (or {SERVICE_BUS_CONNECTION}__fullyQualifiedNamespace)",
+            )
+        if s.service_bus.connection_string is not None:
+            return ServiceBusClient.from_connection_string(
+                s.service_bus.connection_string, retry_total=RETRY_TOTAL
+            )
+        assert s.service_bus.fully_qualified_namespace is not None  # noqa: S101
+        return ServiceBusClient(
+            s.service_bus.fully_qualified_namespace, get_credential(), retry_total=RETRY_TOTAL
+        )
+
+    return _cached("servicebus", create)
+
+
+def get_eventgrid_client() -> EventGridPublisherClient:
+    def create() -> EventGridPublisherClient:
+        from azure.eventgrid import EventGridPublisherClient
+
+        s = get_settings()
+        if s.eventgrid_topic_endpoint is None:
+            raise ConfigurationError("EVENTGRID_TOPIC_ENDPOINT", "is required to publish events")
+        credential: Any
+        if s.eventgrid_topic_key is not None:
+            from azure.core.credentials import AzureKeyCredential
+
+            credential = AzureKeyCredential(s.eventgrid_topic_key.get_secret_value())
+        else:
+            credential = get_credential()
+        # The topic endpoint is the full URL Azure gives (``https://<topic>.<region>-1.eventgrid
+        # .azure.net/api/events``). Basic-topic clients ignore constructor transport options, so
+        # retry settings go on each ``send()`` call.
+        return EventGridPublisherClient(s.eventgrid_topic_endpoint.rstrip("/"), credential)
+
+    return _cached("eventgrid", create)
+
+
+def get_secret_client() -> SecretClient:
+    def create() -> SecretClient:
+        from azure.keyvault.secrets import SecretClient
+
+        s = get_settings()
+        if s.key_vault_url is None:
+            raise ConfigurationError("KEY_VAULT_URL", "is required to read secrets from Key Vault")
+        return SecretClient(
+            s.key_vault_url,
+            get_credential(),
+            connection_timeout=CONNECTION_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            retry_total=RETRY_TOTAL,
+        )
+
+    return _cached("keyvault", create)

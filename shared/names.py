@@ -1,0 +1,37 @@
+"""Names of the Azure resources the app uses. The local stack and Bicep create exactly these."""
+
+from typing import Final
+
+COSMOS_DATABASE_DEFAULT: Final = "orderflow"
+
+# Cosmos DB containers and their partition key paths.
+ORDERS_CONTAINER: Final = "orders"
+INVENTORY_CONTAINER: Final = "inventory"
+IDEMPOTENCY_CONTAINER: Final = "idempotency"
+IMPORTS_CONTAINER: Final = "imports"
+COSMOS_CONTAINERS: Final[dict[str, str]] = {
+    ORDERS_CONTAINER: "/customerId",
+    INVENTORY_CONTAINER: "/sku",
+    IDEMPOTENCY_CONTAINER: "/key",
+    IMPORTS_CONTAINER: "/importId",
+}
+
+# Blob containers.
+IMPORTS_BLOB_CONTAINER: Final = "order-imports"
+REJECTED_ROWS_BLOB_CONTAINER: Final = "order-imports-rejected"
+REPORTS_BLOB_CONTAINER: Final = "reports"
+BLOB_CONTAINERS: Final = (
+    IMPORTS_BLOB_CONTAINER,
+    REJECTED_ROWS_BLOB_CONTAINER,
+    REPORTS_BLOB_CONTAINER,
+)
+
+# Storage queues (the host creates ``<queue>-poison`` on demand; the local stack creates it too).
+IMPORT_CHUNKS_QUEUE: Final = "order-import-chunks"
+STORAGE_QUEUES: Final = (IMPORT_CHUNKS_QUEUE, f"{IMPORT_CHUNKS_QUEUE}-poison")
+
+# Service Bus.
+FULFILLMENT_QUEUE: Final = "fulfillment"
+
+# Key Vault secrets.
+PAYMENT_WEBHOOK_SECRET: Final = "payment-webhook-secret"  # noqa: S105 - a name, not a value
