@@ -6,8 +6,9 @@ indexing here stays close to the cost of ``import azure.functions`` (see benchma
 
 import azure.functions as func
 
-from blueprints import health
+from blueprints import health, http_api
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
+app.register_functions(http_api.bp)

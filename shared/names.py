@@ -35,3 +35,6 @@ FULFILLMENT_QUEUE: Final = "fulfillment"
 
 # Key Vault secrets.
 PAYMENT_WEBHOOK_SECRET: Final = "payment-webhook-secret"  # noqa: S105 - a name, not a value
+
+# Default time-to-live of idempotency records (the container's default TTL, in seconds).
+IDEMPOTENCY_DEFAULT_TTL_SECONDS: Final = 24 * 60 * 60

@@ -72,7 +72,7 @@ def test_identity_is_used_everywhere_in_azure(environment: pytest.MonkeyPatch) -
         "orderflow.servicebus.windows.net"
     )
     publisher = clients.get_eventgrid_client()
-    endpoint = publisher._client._endpoint  # type: ignore[attr-defined]  # noqa: SLF001
+    endpoint = publisher._client._endpoint  # type: ignore[attr-defined]
     assert endpoint == "https://orderflow.westeurope-1.eventgrid.azure.net/api/events"
 
 
@@ -93,7 +93,7 @@ def test_queue_clients_speak_base64_like_the_queue_trigger(
     _set(environment, {"ORDERFLOW_ENVIRONMENT": "local", "ImportsStorage": LOCAL_STORAGE})
     _set(environment, {"COSMOS_ENDPOINT": "https://127.0.0.1:8081/"})
     queue = clients.get_queue("order-import-chunks")
-    assert isinstance(queue._message_encode_policy, TextBase64EncodePolicy)  # noqa: SLF001
+    assert isinstance(queue._message_encode_policy, TextBase64EncodePolicy)
     assert queue.url == "http://127.0.0.1:10001/devstoreaccount1/order-import-chunks"
     assert clients.get_queue("order-import-chunks") is queue
 
@@ -104,7 +104,7 @@ def test_local_storage_uses_the_connection_string(environment: pytest.MonkeyPatc
     blob = clients.get_blob_service()
     assert blob.url == "http://127.0.0.1:10000/devstoreaccount1/"
     assert blob.credential.account_name == "devstoreaccount1"
-    assert "credential" not in clients._instances  # noqa: SLF001 - no token credential needed
+    assert "credential" not in clients._instances
 
 
 @pytest.mark.parametrize(

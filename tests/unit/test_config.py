@@ -74,7 +74,11 @@ def _without(env: dict[str, str], *names: str) -> dict[str, str]:
         (lambda e: {**e, "COSMOS_ENDPOINT": "not a url"}, "COSMOS_ENDPOINT", "http(s) URL"),
         (lambda e: {**e, "COSMOS_ENDPOINT": "http://example.com"}, "COSMOS_ENDPOINT", "https"),
         (lambda e: {**e, "PAYMENT_TIMEOUT_MINUTES": "abc"}, "PAYMENT_TIMEOUT_MINUTES", "integer"),
-        (lambda e: {**e, "PAYMENT_TIMEOUT_MINUTES": "0"}, "PAYMENT_TIMEOUT_MINUTES", "greater than or equal to 1"),
+        (
+            lambda e: {**e, "PAYMENT_TIMEOUT_MINUTES": "0"},
+            "PAYMENT_TIMEOUT_MINUTES",
+            "greater than or equal to 1",
+        ),
         (
             lambda e: {**e, "HEALTH_PROBE_TIMEOUT_SECONDS": "-1"},
             "HEALTH_PROBE_TIMEOUT_SECONDS",
@@ -115,7 +119,13 @@ def test_identity_storage_uri_must_be_https() -> None:
     ("extra", "setting"),
     [
         ({"COSMOS_KEY": "a2V5"}, "COSMOS_KEY"),
-        ({"EVENTGRID_TOPIC_ENDPOINT": "https://t.eventgrid.azure.net", "EVENTGRID_TOPIC_KEY": "k"}, "EVENTGRID_TOPIC_KEY"),  # noqa: E501
+        (
+            {
+                "EVENTGRID_TOPIC_ENDPOINT": "https://t.eventgrid.azure.net",
+                "EVENTGRID_TOPIC_KEY": "k",
+            },
+            "EVENTGRID_TOPIC_KEY",
+        ),
         ({"ImportsStorage": "UseDevelopmentStorage=true"}, "ImportsStorage"),
         ({"ServiceBusConnection": "Endpoint=sb://x/;SharedAccessKey=k"}, "ServiceBusConnection"),
     ],
@@ -172,7 +182,7 @@ def test_settings_are_read_once_and_cache_can_be_cleared(monkeypatch: pytest.Mon
 def test_settings_are_immutable() -> None:
     settings = load_settings(sample_values())
     with pytest.raises(ValueError, match="frozen"):
-        settings.payment_timeout_minutes = 5
+        settings.payment_timeout_minutes = 5  # type: ignore[misc]
 
 
 def test_every_sample_setting_is_known_to_the_app() -> None:

@@ -40,7 +40,8 @@ def test_one_down_names_it_without_details() -> None:
         "durationMs": body["checks"]["cosmos"]["durationMs"],  # type: ignore[index]
         "reason": "ServiceRequestError",
     }
-    assert "SECRET" not in str(body) and "127.0.0.1" not in str(body)
+    assert "SECRET" not in str(body)
+    assert "127.0.0.1" not in str(body)
 
 
 def test_not_configured_is_not_a_failure() -> None:
@@ -75,7 +76,10 @@ def test_hanging_probe_times_out_while_others_run_concurrently() -> None:
 @pytest.mark.parametrize(
     ("exc", "reason"),
     [
-        (ConfigurationError("COSMOS_ENDPOINT", "is required"), "configuration: setting COSMOS_ENDPOINT is required"),  # noqa: E501
+        (
+            ConfigurationError("COSMOS_ENDPOINT", "is required"),
+            "configuration: setting COSMOS_ENDPOINT is required",
+        ),
         (ServiceRequestError("https://x?sig=abc"), "ServiceRequestError"),
         (TimeoutError("slow"), "TimeoutError"),
     ],

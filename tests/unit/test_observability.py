@@ -62,7 +62,8 @@ def test_correlation_id_falls_back_to_trace_id_then_a_new_one() -> None:
     with invocation_scope("a", traceparent=TRACEPARENT) as scope:
         assert scope.correlation_id == "4bf92f3577b34da6a3ce929d0e0e4736"
     with invocation_scope("b") as first, invocation_scope("c") as second:
-        assert first.correlation_id and second.correlation_id
+        assert first.correlation_id
+        assert second.correlation_id
         assert first.correlation_id != second.correlation_id
     assert current_context().invocation_id is None
 
@@ -109,7 +110,9 @@ def test_traceparent_parsing(value: str | None, expected: str | None) -> None:
         (None, None),
     ],
 )
-def test_correlation_ids_from_callers_are_sanitised(value: str | None, expected: str | None) -> None:
+def test_correlation_ids_from_callers_are_sanitised(
+    value: str | None, expected: str | None
+) -> None:
     assert clean_correlation_id(value) == expected
 
 

@@ -1,0 +1,209 @@
+"""RFC 9457 problem details: every HTTP failure the API returns, and how requests are parsed.
+
+Handlers wrap their work in :func:`api_handler`: the app's errors become problem+json with the
+right status, pydantic validation errors become 422 with one entry per field (``pointer`` is a
+JSON pointer into the request body), and anything unexpected is logged with its stack trace and
+answered with a plain 500 problem that never contains it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import azure.functions as func
+from pydantic import BaseModel, ValidationError
+
+from blueprints._invocation import http_invocation, json_response
+from shared import errors
+from shared.observability import InvocationContext, get_logger
+
+MAX_BODY_BYTES: Final = 256 * 1024
+PROBLEM_JSON: Final = "application/problem+json"
+PROBLEM_TYPE: Final = "urn:orderflow:problem:"
+
+log = get_logger("http")
+
+
+class ProblemError(Exception):
+    """Raised inside a handler to answer with a specific problem."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        slug: str | None = None,
+        field_errors: list[dict[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.slug = slug
+        self.field_errors = field_errors
+        self.headers = dict(headers or {})
+
+
+def problem_response(problem: ProblemError, scope: InvocationContext) -> func.HttpResponse:
+    body: dict[str, Any] = {
+        "type": f"{PROBLEM_TYPE}{problem.slug}" if problem.slug else "about:blank",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+    }
+    if problem.field_errors:
+        body["errors"] = problem.field_errors
+    body["traceId"] = scope.trace_id or scope.correlation_id
+    return json_response(
+        body,
+        status_code=problem.status,
+        scope=scope,
+        headers=problem.headers,
+        mimetype=PROBLEM_JSON,
+    )
+
+
+def _pointer(location: tuple[int | str, ...]) -> str:
+    parts = [str(part).replace("~", "~0").replace("/", "~1") for part in location]
+    return "#/" + "/".join(parts)
+
+
+def validation_problem(error: ValidationError, where: str = "") -> ProblemError:
+    field_errors = [
+        {
+            "pointer": _pointer((where, *item["loc"]) if where else tuple(item["loc"])),
+            "detail": str(item["msg"]).removeprefix("Value error, "),
+        }
+        for item in error.errors(include_url=False, include_input=False)
+    ]
+    return ProblemError(
+        422,
+        "Validation failed",
+        f"{len(field_errors)} field(s) failed validation",
+        slug="validation",
+        field_errors=field_errors,
+    )
+
+
+def map_error(error: Exception) -> ProblemError:  # noqa: PLR0911 - one case per error type
+    """The problem for an error the app raised on purpose."""
+    match error:
+        case ProblemError():
+            return error
+        case ValidationError():
+            return validation_problem(error)
+        case errors.NotFoundError():
+            return ProblemError(404, "Not found", str(error), slug="not-found")
+        case errors.IllegalTransitionError():
+            return ProblemError(409, "Illegal state transition", str(error), slug="transition")
+        case errors.PreconditionFailedError():
+            return ProblemError(
+                412,
+                "Precondition failed",
+                f"{error}; read it again and retry with the new ETag",
+                slug="stale-etag",
+            )
+        case errors.IdempotencyKeyReusedError():
+            return ProblemError(422, "Idempotency-Key reused", str(error), slug="idempotency")
+        case errors.InvalidContinuationError():
+            return ProblemError(400, "Invalid continuation", str(error), slug="continuation")
+        case errors.WebhookSignatureError():
+            return ProblemError(401, "Invalid signature", error.reason, slug="signature")
+        case errors.PaymentMismatchError():
+            return ProblemError(422, "Payment rejected", str(error), slug="payment-mismatch")
+        case errors.DependencyUnavailableError():
+            return ProblemError(
+                503,
+                "Service unavailable",
+                f"{error.dependency} is temporarily unavailable; retry later",
+                slug="unavailable",
+                headers={"Retry-After": str(error.retry_after_seconds)},
+            )
+        case errors.ConfigurationError():
+            log.error("configuration error: %s", error)
+            return ProblemError(
+                503,
+                "Service unavailable",
+                "the service is misconfigured; the operator has been alerted",
+                slug="unavailable",
+                headers={"Retry-After": "30"},
+            )
+    raise error
+
+
+def api_handler(
+    handler: Callable[[func.HttpRequest, InvocationContext], func.HttpResponse],
+) -> Callable[[func.HttpRequest, func.Context], func.HttpResponse]:
+    """Run ``handler(req, scope)`` inside the invocation scope and map every failure."""
+
+    def wrapper(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+        with http_invocation(req, context) as scope:
+            try:
+                return handler(req, scope)
+            except errors.OrderflowError as error:
+                return problem_response(map_error(error), scope)
+            except (ProblemError, ValidationError) as error:
+                return problem_response(map_error(error), scope)
+            except Exception:
+                log.exception("unhandled error in %s", handler.__name__)
+                return problem_response(
+                    ProblemError(
+                        500,
+                        "Internal error",
+                        "the request failed unexpectedly; quote the traceId to support",
+                    ),
+                    scope,
+                )
+
+    # Not functools.wraps: the worker reads the signature, which must stay (req, context).
+    wrapper.__name__ = handler.__name__
+    wrapper.__qualname__ = handler.__qualname__
+    wrapper.__doc__ = handler.__doc__
+    wrapper.__module__ = handler.__module__
+    return wrapper
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def parse_body[ModelT: BaseModel](req: func.HttpRequest, model: type[ModelT]) -> ModelT:
+    """Content type, size, JSON syntax, then the model: 415, 413, 400, 422 in that order."""
+    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise ProblemError(
+            415,
+            "Unsupported media type",
+            "send the body as application/json",
+            slug="media-type",
+        )
+    body = req.get_body() or b""
+    if len(body) > MAX_BODY_BYTES:
+        raise ProblemError(
+            413,
+            "Payload too large",
+            f"the body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}",
+            slug="too-large",
+        )
+    try:
+        payload = json.loads(body, object_pairs_hook=_no_duplicate_keys)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError
+        raise ProblemError(
+            400, "Malformed JSON", f"the body is not valid JSON: {_short(error)}", slug="json"
+        ) from None
+    if not isinstance(payload, dict):
+        raise ProblemError(400, "Malformed JSON", "the body must be a JSON object", slug="json")
+    return model.model_validate(payload)
+
+
+def _short(error: Exception) -> str:
+    return str(error).splitlines()[0][:200]

@@ -1,0 +1,111 @@
+"""Run the local stack from a shell.
+
+python -m localdev.stack up [--workdir .localdev] [--ports standard|free]
+    Start Azurite and the Cosmos stand-in, provision the app's resources, print the app
+    settings (JSON, the ``Values`` of local.settings.json) and stay in the foreground until
+    Ctrl+C / SIGTERM, then stop everything. Exits 1 if a service dies on its own.
+python -m localdev.stack down [--workdir .localdev]
+    Stop the stack recorded in the work directory (from another shell).
+python -m localdev.stack status [--workdir .localdev]
+    Show the recorded stack; exit code 0 only if every service is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from localdev.stack.processes import StackError
+from localdev.stack.services import SERVICE_NAMES
+from localdev.stack.stack import LocalStack, StackPorts
+from localdev.stack.state import read_state, running_services, state_path, stop_recorded_stack
+
+READY_LINE = "stack ready; Ctrl+C or `python -m localdev.stack down` stops it"
+_WATCH_SECONDS = 0.5
+
+
+def _up(workdir: Path, ports_choice: str) -> int:
+    ports = StackPorts.free() if ports_choice == "free" else StackPorts.standard()
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        print(f"{signal.Signals(signum).name} received, stopping the stack", flush=True)
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    stack = LocalStack(ports, workdir, foreground=True)
+    try:
+        began = time.perf_counter()
+        stack.start()
+        stack.provision()
+        elapsed = time.perf_counter() - began
+        print(json.dumps(stack.app_settings(), indent=2))
+        print(f"started and provisioned in {elapsed:.2f} s; logs in {stack.log_dir}")
+        print(READY_LINE, flush=True)
+        # Wait for a signal, but notice a service that dies on its own.
+        while not stop_requested.wait(_WATCH_SECONDS):
+            running = stack.pids()
+            crashed = [name for name in SERVICE_NAMES if name not in running]
+            if crashed:
+                print(
+                    f"{', '.join(crashed)} stopped unexpectedly; see {stack.log_dir}",
+                    file=sys.stderr,
+                )
+                return 1
+        return 0
+    finally:
+        stack.stop()
+
+
+def _down(workdir: Path) -> int:
+    for action in stop_recorded_stack(workdir):
+        print(action)
+    return 0
+
+
+def _status(workdir: Path) -> int:
+    state = read_state(workdir)
+    if state is None:
+        print(f"no stack recorded in {state_path(workdir)}")
+        return 1
+    alive = running_services(state)
+    for name, service in state["services"].items():
+        status = "running" if name in alive else "not running"
+        print(f"{name}: {status} (pid {service['pid']}, log {service['log']})")
+    print("ports: " + ", ".join(f"{label} {port}" for label, port in state["ports"].items()))
+    print(f"provisioned: {'yes' if state['provisioned'] else 'no'}")
+    return 0 if state["services"] and len(alive) == len(state["services"]) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localdev.stack", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("up", "down", "status"):
+        command = commands.add_parser(name)
+        command.add_argument("--workdir", type=Path, default=Path(".localdev"))
+        if name == "up":
+            command.add_argument("--ports", choices=("standard", "free"), default="standard")
+    args = parser.parse_args(argv)
+    workdir: Path = args.workdir.resolve()
+    try:
+        if args.command == "up":
+            return _up(workdir, args.ports)
+        if args.command == "down":
+            return _down(workdir)
+        return _status(workdir)
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

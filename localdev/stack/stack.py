@@ -1,0 +1,346 @@
+"""The local stack: Azurite (blob, queue, table) and the Cosmos DB stand-in, as one unit that
+starts, provisions the app's resources, reports the app settings that point at it, and stops
+without leaving a process behind.
+
+The Cosmos stand-in keeps its data in memory: restarting it (``start_service("cosmos")``)
+loses every item, and the stack provisions the database and containers again if it had
+provisioned them before. Azurite keeps its data on disk under the work directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from localdev.stack import services
+from localdev.stack.processes import (
+    ManagedProcess,
+    ServiceStartError,
+    StackError,
+    free_ports,
+    port_is_free,
+    read_cmdline,
+)
+from localdev.stack.services import AZURITE, COSMOS, SERVICE_NAMES, ServiceSpec
+from localdev.stack.state import (
+    RecordedService,
+    StackState,
+    read_state,
+    remove_state,
+    running_services,
+    write_state,
+)
+from shared import names
+
+# Well-known, public development credentials (the same in every emulator installation).
+COSMOS_EMULATOR_KEY = (
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+)
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+# Idempotency records expire after a day unless an item sets its own ``ttl``.
+IDEMPOTENCY_DEFAULT_TTL_SECONDS = 24 * 60 * 60
+
+READY_TIMEOUT_SECONDS = 30.0
+_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    """Where the services listen on 127.0.0.1. The defaults are the standard local ports."""
+
+    blob: int = 10000
+    queue: int = 10001
+    table: int = 10002
+    cosmos: int = 8081
+
+    @classmethod
+    def standard(cls) -> StackPorts:
+        return cls()
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        blob, queue, table, cosmos = free_ports(4)
+        return cls(blob=blob, queue=queue, table=table, cosmos=cosmos)
+
+    def for_service(self, name: str) -> dict[str, int]:
+        if name == AZURITE:
+            return {"blob": self.blob, "queue": self.queue, "table": self.table}
+        if name == COSMOS:
+            return {"cosmos": self.cosmos}
+        raise ValueError(f"unknown service {name!r}; expected one of {SERVICE_NAMES}")
+
+
+class PortInUseError(StackError):
+    """A port the stack needs is taken (often: another stack is already running)."""
+
+
+class LocalStack:
+    """Azurite + the Cosmos stand-in on 127.0.0.1. Use as a context manager or call
+    :meth:`start` / :meth:`stop`; an ``atexit`` hook stops whatever is still running."""
+
+    def __init__(
+        self,
+        ports: StackPorts,
+        workdir: Path,
+        *,
+        log_dir: Path | None = None,
+        foreground: bool = False,
+    ) -> None:
+        """``foreground=True`` marks the process as the stack's controller (the ``up`` command):
+        ``python -m localdev.stack down`` then asks it to stop rather than only its services."""
+        self.ports = ports
+        self.workdir = workdir.resolve()
+        self.log_dir = (log_dir or self.workdir / "logs").resolve()
+        self._foreground = foreground
+        self._processes: dict[str, ManagedProcess] = {}
+        self._provisioned = False
+        self._atexit_registered = False
+        self._wrote_state = False  # only the stack that wrote stack.json may remove it
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- addresses and settings -------------------------------------------------------------
+
+    @property
+    def cosmos_endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.ports.cosmos}/"
+
+    @property
+    def storage_connection_string(self) -> str:
+        """Azurite with explicit 127.0.0.1 endpoints (``UseDevelopmentStorage=true`` would
+        mean the fixed default ports)."""
+        base = "http://127.0.0.1"
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_ACCOUNT_KEY};"
+            f"BlobEndpoint={base}:{self.ports.blob}/{AZURITE_ACCOUNT};"
+            f"QueueEndpoint={base}:{self.ports.queue}/{AZURITE_ACCOUNT};"
+            f"TableEndpoint={base}:{self.ports.table}/{AZURITE_ACCOUNT};"
+        )
+
+    def app_settings(self) -> dict[str, str]:
+        """The app settings that point the app at this stack."""
+        return {
+            "ORDERFLOW_ENVIRONMENT": "local",
+            "COSMOS_ENDPOINT": self.cosmos_endpoint,
+            "COSMOS_KEY": COSMOS_EMULATOR_KEY,
+            "COSMOS_DATABASE": names.COSMOS_DATABASE_DEFAULT,
+            "ImportsStorage": self.storage_connection_string,
+            "AzureWebJobsStorage": self.storage_connection_string,
+        }
+
+    def log_path(self, name: str) -> Path:
+        self.ports.for_service(name)  # validates the name
+        return self.log_dir / f"{name}.log"
+
+    def pids(self) -> dict[str, int]:
+        """Pids of the running services (each also leads its own process group)."""
+        return {
+            name: process.pid
+            for name, process in self._processes.items()
+            if process.pid is not None and process.is_running()
+        }
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every service and wait until each answers. On failure nothing is left running."""
+        self._start(SERVICE_NAMES)
+
+    def start_service(self, name: str) -> None:
+        """Start one service again on its port, wait for it, and restore its provisioning."""
+        self.ports.for_service(name)
+        self._start((name,))
+        if self._provisioned and name == COSMOS:
+            self._provision_cosmos()  # the stand-in lost everything when it stopped
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service (its process group), e.g. to simulate an outage."""
+        self.ports.for_service(name)
+        process = self._processes.pop(name, None)
+        if process is not None:
+            process.stop()
+        self._record()
+
+    def stop(self) -> None:
+        """Stop every service and wait for it to exit. Safe to call more than once."""
+        try:
+            for name in list(self._processes):
+                self._processes.pop(name).stop()
+        finally:
+            if self._wrote_state:
+                remove_state(self.workdir)
+                self._wrote_state = False
+            if self._atexit_registered:
+                atexit.unregister(self.stop)
+                self._atexit_registered = False
+
+    def _start(self, names_to_start: tuple[str, ...]) -> None:
+        services.check_node_modules()
+        self._refuse_if_recorded_stack_runs()
+        specs = [self._spec(name) for name in names_to_start if name not in self.pids()]
+        for spec in specs:
+            for label, port in spec.ports.items():
+                if not port_is_free(port):
+                    raise PortInUseError(
+                        f"port {port} ({label}) on 127.0.0.1 is in use; is another stack "
+                        "running? (`python -m localdev.stack status`), or use --ports free"
+                    )
+        if not self._atexit_registered:
+            atexit.register(self.stop)
+            self._atexit_registered = True
+        try:
+            for spec in specs:
+                process = ManagedProcess(spec.name, spec.argv, self.log_path(spec.name))
+                self._processes[spec.name] = process
+                process.start()
+            self._wait_until_ready(specs)
+        except BaseException:
+            for spec in specs:
+                started = self._processes.pop(spec.name, None)
+                if started is not None:
+                    started.stop()
+            self._record()
+            raise
+        self._record()
+
+    def _spec(self, name: str) -> ServiceSpec:
+        if name == AZURITE:
+            data_dir = self.workdir / "azurite"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            return services.azurite_spec(
+                self.ports.blob, self.ports.queue, self.ports.table, data_dir
+            )
+        return services.cosmos_spec(self.ports.cosmos)
+
+    def _wait_until_ready(self, specs: list[ServiceSpec]) -> None:
+        pending = {spec.name: spec for spec in specs}
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while pending:
+            for name, spec in list(pending.items()):
+                process = self._processes[name]
+                code = process.exit_code()
+                if code is not None:
+                    raise ServiceStartError(
+                        name, f"exited with code {code} before it was ready", process.log_path
+                    )
+                output = process.output_since_start()
+                if all(marker in output for marker in spec.log_markers) and spec.probe():
+                    del pending[name]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                name, spec = next(iter(pending.items()))
+                where = ", ".join(f"{label} 127.0.0.1:{port}" for label, port in spec.ports.items())
+                raise ServiceStartError(
+                    name,
+                    f"did not become ready within {READY_TIMEOUT_SECONDS:.0f} s ({where})",
+                    self._processes[name].log_path,
+                )
+            time.sleep(_POLL_SECONDS)
+
+    def _refuse_if_recorded_stack_runs(self) -> None:
+        state = read_state(self.workdir)
+        if state is None:
+            return
+        ours = set(self.pids().values())
+        alive = {name: pid for name, pid in running_services(state).items() if pid not in ours}
+        if alive:
+            raise StackError(
+                f"a stack recorded in {self.workdir} is still running (pids "
+                f"{', '.join(map(str, alive.values()))}); stop it with "
+                f"`python -m localdev.stack down --workdir {self.workdir}`"
+            )
+
+    def _record(self) -> None:
+        """Write stack.json so `status` and `down` in another shell can find these processes."""
+        recorded: dict[str, RecordedService] = {}
+        for name, process in self._processes.items():
+            cmdline = process.cmdline()
+            if process.pid is not None and cmdline is not None:
+                recorded[name] = {
+                    "pid": process.pid,
+                    "cmdline": cmdline,
+                    "log": str(process.log_path),
+                }
+        state: StackState = {
+            "owner": {
+                "pid": os.getpid(),
+                "cmdline": read_cmdline(os.getpid()) or [],
+                "stop_on_down": self._foreground,
+            },
+            "ports": asdict(self.ports),
+            "services": recorded,
+            "provisioned": self._provisioned,
+            "settings": self.app_settings(),
+        }
+        write_state(self.workdir, state)
+        self._wrote_state = True
+
+    # --- provisioning -------------------------------------------------------------------------
+
+    def provision(self) -> None:
+        """Create the app's resources if they do not exist yet. Safe to run again."""
+        self._provision_cosmos()
+        self._provision_storage()
+        self._provisioned = True
+        self._record()
+
+    def _provision_cosmos(self) -> None:
+        from azure.cosmos import CosmosClient, PartitionKey
+
+        with warnings.catch_warnings():
+            # The stand-in's certificate is self-signed; the SDK skips verification on loopback.
+            warnings.filterwarnings("ignore", "Unverified HTTPS request", module="urllib3")
+            with CosmosClient(
+                self.cosmos_endpoint,
+                credential=COSMOS_EMULATOR_KEY,
+                enable_endpoint_discovery=False,  # the stand-in has no regions to discover
+                connection_timeout=5,
+            ) as client:
+                database = client.create_database_if_not_exists(names.COSMOS_DATABASE_DEFAULT)
+                for container, partition_key_path in names.COSMOS_CONTAINERS.items():
+                    ttl = (
+                        IDEMPOTENCY_DEFAULT_TTL_SECONDS
+                        if container == names.IDEMPOTENCY_CONTAINER
+                        else None
+                    )
+                    database.create_container_if_not_exists(
+                        container, PartitionKey(path=partition_key_path), default_ttl=ttl
+                    )
+
+    def _provision_storage(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.blob import BlobServiceClient
+        from azure.storage.queue import QueueServiceClient
+
+        with BlobServiceClient.from_connection_string(self.storage_connection_string) as blobs:
+            for container in names.BLOB_CONTAINERS:
+                with contextlib.suppress(ResourceExistsError):
+                    blobs.create_container(container)
+        with QueueServiceClient.from_connection_string(self.storage_connection_string) as queues:
+            for queue in names.STORAGE_QUEUES:
+                # Creating an existing queue succeeds unless its metadata differs.
+                with contextlib.suppress(ResourceExistsError):
+                    queues.create_queue(queue)

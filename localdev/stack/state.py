@@ -1,0 +1,106 @@
+"""``<workdir>/stack.json``: which processes a running stack consists of, so that another shell can
+inspect it (``status``) or stop it (``down``).
+
+``down`` signals only the recorded pids, and only while ``/proc/<pid>/cmdline`` still shows the
+recorded command line: a pid reused by an unrelated process is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import TypedDict
+
+from localdev.stack.processes import is_same_process, stop_foreign_process_group
+
+STATE_FILE_NAME = "stack.json"
+OWNER_EXIT_TIMEOUT_SECONDS = 20.0
+
+
+class RecordedProcess(TypedDict):
+    pid: int
+    cmdline: list[str]
+
+
+class RecordedService(RecordedProcess):
+    log: str
+
+
+class RecordedOwner(RecordedProcess):
+    stop_on_down: bool  # True for the foreground `up` command: `down` asks it to stop
+
+
+class StackState(TypedDict):
+    owner: RecordedOwner
+    ports: dict[str, int]
+    services: dict[str, RecordedService]
+    provisioned: bool
+    settings: dict[str, str]
+
+
+def state_path(workdir: Path) -> Path:
+    return workdir / STATE_FILE_NAME
+
+
+def write_state(workdir: Path, state: StackState) -> None:
+    path = state_path(workdir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)  # atomic: a concurrent `status` never reads half a file
+
+
+def read_state(workdir: Path) -> StackState | None:
+    try:
+        raw = state_path(workdir).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    state: StackState = json.loads(raw)
+    return state
+
+
+def remove_state(workdir: Path) -> None:
+    state_path(workdir).unlink(missing_ok=True)
+
+
+def running_services(state: StackState) -> dict[str, int]:
+    """Recorded services that are still the processes the stack started: name -> pid."""
+    return {
+        name: service["pid"]
+        for name, service in state["services"].items()
+        if is_same_process(service["pid"], service["cmdline"])
+    }
+
+
+def stop_recorded_stack(workdir: Path) -> list[str]:
+    """Stop the stack recorded in ``workdir``. Returns what was done, one line per action."""
+    state = read_state(workdir)
+    if state is None:
+        return [f"no stack recorded in {state_path(workdir)}"]
+    actions: list[str] = []
+    owner = state["owner"]
+    # Ask the foreground `up` command to stop first: it shuts its services down gracefully.
+    if (
+        owner["stop_on_down"]
+        and owner["pid"] != os.getpid()
+        and is_same_process(owner["pid"], owner["cmdline"])
+    ):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(owner["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + OWNER_EXIT_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and is_same_process(owner["pid"], owner["cmdline"]):
+            time.sleep(0.05)
+        actions.append(f"asked the `up` process (pid {owner['pid']}) to stop")
+    # Whatever is still running (the owner was killed, or is not a foreground command) is
+    # stopped here, process group by process group.
+    for name, service in state["services"].items():
+        if stop_foreign_process_group(service["pid"], service["cmdline"]):
+            actions.append(f"stopped {name} (pid {service['pid']})")
+    remove_state(workdir)
+    if not actions:
+        actions.append("nothing was running")
+    return actions

@@ -1,0 +1,319 @@
+"""The OpenAPI 3.1 document, generated from the same pydantic models that validate requests.
+
+OpenAPI 3.1 schemas are JSON Schema 2020-12, which pydantic emits directly, so request and
+response bodies here cannot drift from validation. The operations table below mirrors the
+HTTP functions; ``tests/unit/test_openapi.py`` fails if a route, method or auth level differs
+from what the app registers, or if the committed ``docs/openapi.json`` is stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Final
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared import __version__
+from shared.models import (
+    ImportStatus,
+    Order,
+    OrderDraft,
+    OrderList,
+    OrderStatus,
+    StockLevelIn,
+    StockLevelOut,
+)
+
+PROBLEM: Final = "#/components/schemas/Problem"
+IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+@dataclass(frozen=True)
+class Operation:
+    function_name: str
+    method: str
+    route: str  # as registered, below the /api prefix
+    auth_level: str  # anonymous | function | admin
+    summary: str
+    request: type[BaseModel] | None = None
+    responses: dict[str, tuple[str, type[BaseModel] | dict[str, Any] | None]] = field(
+        default_factory=dict
+    )
+    headers: tuple[dict[str, Any], ...] = ()
+    query: tuple[dict[str, Any], ...] = ()
+
+
+_WEBHOOK_BODY: Final = {
+    "type": "object",
+    "required": ["id", "type", "data"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "type": {"type": "string", "examples": ["payment.succeeded"]},
+        "data": {
+            "type": "object",
+            "required": ["customerId", "orderId", "amount", "currency"],
+            "properties": {
+                "customerId": {"type": "string"},
+                "orderId": {"type": "string"},
+                "amount": {"type": "string", "examples": ["20.50"]},
+                "currency": {"type": "string", "examples": ["EUR"]},
+            },
+        },
+    },
+}
+_HEALTH: Final = {
+    "type": "object",
+    "required": ["status", "version"],
+    "properties": {"status": {"const": "ok"}, "version": {"type": "string"}},
+}
+_READINESS: Final = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": {"enum": ["ready", "unavailable"]},
+        "checks": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": {"enum": ["up", "down", "not_configured"]},
+                    "durationMs": {"type": "integer"},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_WEBHOOK_RESULT: Final = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"enum": ["applied", "duplicate", "ignored"]}},
+}
+
+_IDEMPOTENCY_KEY: Final = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Retries with the same key and body replay the first response.",
+    "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
+}
+_IF_NONE_MATCH: Final = {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
+_IF_MATCH: Final = {"name": "If-Match", "in": "header", "schema": {"type": "string"}}
+_SIGNATURE: Final = {
+    "name": "X-Signature",
+    "in": "header",
+    "required": True,
+    "description": 't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">',
+    "schema": {"type": "string"},
+}
+
+_COMMON_ERRORS: Final[dict[str, tuple[str, type[BaseModel] | dict[str, Any] | None]]] = {
+    "400": ("Malformed request", None),
+    "503": ("A dependency is unavailable; see Retry-After", None),
+}
+_BODY_ERRORS: Final[dict[str, tuple[str, type[BaseModel] | dict[str, Any] | None]]] = {
+    "413": ("Body over 256 KiB", None),
+    "415": ("Body is not application/json", None),
+    "422": ("Validation failed (per-field errors)", None),
+}
+
+OPERATIONS: Final[tuple[Operation, ...]] = (
+    Operation(
+        "create_order", "post", "v1/customers/{customerId}/orders", "function", "Place an order",
+        request=OrderDraft,
+        responses={"201": ("Created (or replayed for the same Idempotency-Key)", Order),
+                   **_BODY_ERRORS},
+        headers=(_IDEMPOTENCY_KEY,),
+    ),
+    Operation(
+        "list_orders", "get", "v1/customers/{customerId}/orders", "function",
+        "A page of the customer's orders, newest first",
+        responses={"200": ("A page; follow Link rel=next or pass continuation", OrderList)},
+        query=(
+            {"name": "status", "in": "query",
+             "schema": {"enum": [status.value for status in OrderStatus]}},
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 25}},
+            {"name": "continuation", "in": "query", "schema": {"type": "string"}},
+        ),
+    ),
+    Operation(
+        "get_order", "get", "v1/customers/{customerId}/orders/{orderId}", "function",
+        "Read an order",
+        responses={"200": ("The order, with its ETag", Order),
+                   "304": ("Not modified (If-None-Match)", None),
+                   "404": ("No such order", None)},
+        headers=(_IF_NONE_MATCH,),
+    ),
+    Operation(
+        "cancel_order", "post", "v1/customers/{customerId}/orders/{orderId}/cancel", "function",
+        "Cancel a pending (or backordered) order",
+        responses={"200": ("Cancelled", Order), "404": ("No such order", None),
+                   "409": ("The order's status does not allow it", None),
+                   "412": ("If-Match is stale", None)},
+        headers=(_IF_MATCH,),
+    ),
+    Operation(
+        "set_inventory", "put", "v1/inventory/{sku}", "admin", "Set the stock level of a SKU",
+        request=StockLevelIn, responses={"200": ("Stock level", StockLevelOut), **_BODY_ERRORS},
+    ),
+    Operation(
+        "get_inventory", "get", "v1/inventory/{sku}", "function", "Read the stock level of a SKU",
+        responses={"200": ("Stock level", StockLevelOut), "404": ("Unknown SKU", None)},
+    ),
+    Operation(
+        "get_import_status", "get", "v1/imports/{importId}", "function",
+        "Progress of a file import (the uploaded blob's name)",
+        responses={"200": ("Import status", ImportStatus), "404": ("No such import", None)},
+    ),
+    Operation(
+        "payment_webhook", "post", "v1/payments/webhook", "anonymous",
+        "Payment provider callback (HMAC-signed)",
+        request=None,
+        responses={"200": ("Applied, duplicate or ignored", _WEBHOOK_RESULT),
+                   "401": ("Missing, wrong or stale signature", None),
+                   "404": ("No such order", None),
+                   "409": ("The order cannot be paid in its status", None),
+                   **_BODY_ERRORS},
+        headers=(_SIGNATURE,),
+    ),
+    Operation(
+        "health_live", "get", "health", "anonymous", "Liveness",
+        responses={"200": ("Alive", _HEALTH)},
+    ),
+    Operation(
+        "health_ready", "get", "health/ready", "anonymous", "Readiness of every dependency",
+        responses={"200": ("Ready", _READINESS), "503": ("Not ready", _READINESS)},
+    ),
+    Operation(
+        "openapi_document", "get", "openapi.json", "anonymous", "This document",
+        responses={"200": ("OpenAPI 3.1", {"type": "object"})},
+    ),
+)  # fmt: skip
+
+_PROBLEM_SCHEMA: Final = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "traceId": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["pointer", "detail"],
+                "properties": {"pointer": {"type": "string"}, "detail": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def _content(schema: type[BaseModel] | dict[str, Any], names: dict[type[BaseModel], str]) -> Any:
+    if isinstance(schema, dict):
+        return {"application/json": {"schema": schema}}
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{names[schema]}"}}}
+
+
+def _problem_content() -> dict[str, Any]:
+    return {"application/problem+json": {"schema": {"$ref": PROBLEM}}}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    models: list[type[BaseModel]] = sorted(
+        {
+            model
+            for op in OPERATIONS
+            for model in (
+                op.request,
+                *(schema for _, schema in op.responses.values() if isinstance(schema, type)),
+            )
+            if model is not None
+        },
+        key=lambda model: model.__name__,
+    )
+    names = {model: model.__name__ for model in models}
+    keys, definitions = models_json_schema(
+        [
+            (
+                model,
+                "validation" if any(op.request is model for op in OPERATIONS) else "serialization",
+            )
+            for model in models
+        ],
+        by_alias=True,
+        ref_template="#/components/schemas/{model}",
+    )
+    del keys
+    schemas: dict[str, Any] = dict(definitions.get("$defs", {}))
+    schemas["Problem"] = _PROBLEM_SCHEMA
+
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        parameters: list[dict[str, Any]] = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": IDENTIFIER_PATTERN}
+                if name != "importId"
+                else {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+            for name in _path_names(op.route)
+        ]
+        parameters += [dict(p) for p in (*op.headers, *op.query)]
+        responses: dict[str, Any] = {}
+        for status, (description, schema) in {**op.responses, **_COMMON_ERRORS}.items():
+            response: dict[str, Any] = {"description": description}
+            if schema is not None:
+                response["content"] = _content(schema, names)
+            elif int(status) >= 400:
+                response["content"] = _problem_content()
+            responses[status] = response
+        operation: dict[str, Any] = {
+            "operationId": op.function_name,
+            "summary": op.summary,
+            "parameters": parameters,
+            "responses": dict(sorted(responses.items())),
+        }
+        if op.request is not None:
+            operation["requestBody"] = {"required": True, "content": _content(op.request, names)}
+        elif op.function_name == "payment_webhook":
+            operation["requestBody"] = {"required": True, "content": _content(_WEBHOOK_BODY, names)}
+        if op.auth_level == "anonymous":
+            operation["security"] = []
+        elif op.auth_level == "admin":
+            operation["security"] = [{"masterKey": []}]
+        paths.setdefault(f"/api/{op.route}", {})[op.method] = operation
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Orderflow API",
+            "version": __version__,
+            "description": "Orders, inventory, imports and payments. Errors are RFC 9457 "
+            "application/problem+json.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "masterKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+            },
+        },
+        "security": [{"functionKey": []}],
+    }
+
+
+def _path_names(route: str) -> list[str]:
+    return [part[1:-1] for part in route.split("/") if part.startswith("{")]

@@ -1,0 +1,55 @@
+"""Publishing CloudEvents to the Event Grid custom topic (``azure-eventgrid``).
+
+In Azure the client authenticates with the app's managed identity (role EventGrid Data Sender);
+locally a key is accepted for a loopback topic endpoint only (see ``shared.config``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from shared.errors import DependencyUnavailableError
+
+EVENT_GRID = "Event Grid"
+PUBLISH_RETRY_TOTAL = 2
+PUBLISH_TIMEOUT_SECONDS = 10
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: Sequence[dict[str, Any]]) -> None:
+        """Send every event, or raise DependencyUnavailableError (nothing is partially lost:
+        callers keep the events in the outbox until this returns)."""
+        ...
+
+
+class EventGridPublisher:
+    """EventPublisher on ``EventGridPublisherClient`` (basic custom topic, CloudEvents schema)."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from shared.clients import get_eventgrid_client
+
+            self._client = get_eventgrid_client()
+        return self._client
+
+    def publish(self, events: Sequence[dict[str, Any]]) -> None:
+        if not events:
+            return
+        from azure.core.exceptions import AzureError
+        from azure.core.messaging import CloudEvent
+
+        cloud_events: list[CloudEvent[Any]] = [CloudEvent.from_dict(dict(e)) for e in events]
+        try:
+            # Basic-topic clients ignore constructor options: retry and timeout go per call.
+            self._get_client().send(
+                cloud_events,
+                retry_total=PUBLISH_RETRY_TOTAL,
+                connection_timeout=PUBLISH_TIMEOUT_SECONDS,
+                read_timeout=PUBLISH_TIMEOUT_SECONDS,
+            )
+        except AzureError as error:
+            raise DependencyUnavailableError(EVENT_GRID, type(error).__name__) from error

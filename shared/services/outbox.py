@@ -1,0 +1,82 @@
+"""The transactional outbox: events are stored with the state change, then published.
+
+Every state change writes the new status *and* its CloudEvent (in the order's ``outbox`` array)
+in one conditional write, which Cosmos applies atomically to the single document. Then:
+
+1. The request that made the change publishes the outbox right away and clears it (one patch,
+   guarded by the ETag it wrote). Cost of a change: 2 Cosmos requests + 1 publish.
+2. If publishing fails (Event Grid down, process killed), the event stays in the outbox. The
+   ``publish_pending_events`` timer relays every order with a non-empty outbox; a client's retry
+   of the same request (same Idempotency-Key) also publishes again.
+
+Delivery is at least once; duplicates carry the same deterministic event id, so consumers (and
+Service Bus duplicate detection downstream) drop them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.errors import DependencyUnavailableError
+from shared.observability import get_logger
+from shared.publisher import EventPublisher
+from shared.repositories.orders import OrderRepository, StoredOrder
+
+log = get_logger("outbox")
+
+
+def publish_outbox(
+    stored: StoredOrder, orders: OrderRepository, publisher: EventPublisher
+) -> StoredOrder:
+    """Publish the order's pending events and clear them.
+
+    Returns the order's newest known state (clearing the outbox changes its ETag); its outbox is
+    still non-empty when publishing failed.
+    """
+    events = stored.document.get("outbox") or []
+    if not events:
+        return stored
+    try:
+        publisher.publish(events)
+    except DependencyUnavailableError as error:
+        log.warning(
+            "events of order %s left in the outbox: %s",
+            stored.id,
+            error,
+            extra={"orderId": stored.id, "pendingEvents": len(events)},
+        )
+        return stored
+    cleared = orders.clear_outbox(stored)
+    if cleared is None:
+        log.info("order %s changed while publishing; its writer publishes the rest", stored.id)
+        return orders.get(stored.customer_id, stored.id)
+    return cleared
+
+
+@dataclass(frozen=True, slots=True)
+class RelayResult:
+    orders_seen: int
+    published: int
+    still_pending: int
+
+
+def relay_pending_events(
+    orders: OrderRepository, publisher: EventPublisher, *, limit: int = 500
+) -> RelayResult:
+    """Publish what earlier requests could not (timer). Bounded per run by ``limit``."""
+    seen = published = pending = 0
+    for stored in orders.with_pending_events(limit):
+        seen += 1
+        if publish_outbox(stored, orders, publisher).document.get("outbox"):
+            pending += 1
+        else:
+            published += 1
+    if seen:
+        log.info(
+            "outbox relay: %d orders, %d published, %d still pending",
+            seen,
+            published,
+            pending,
+            extra={"relayed": published, "stillPending": pending},
+        )
+    return RelayResult(seen, published, pending)

@@ -1,0 +1,14 @@
+"""Shared test fixtures, registered as plugins so each stays in its own module:
+
+- ``tests.fixtures.stack``: the local stack (Azurite, Cosmos stand-in) on free ports.
+- ``tests.fixtures.keyvault``: a local HTTPS server that speaks Key Vault's protocol.
+- ``tests.fixtures.eventgrid``: a local Event Grid topic endpoint that records events.
+- ``tests.fixtures.host``: the local Functions host as a subprocess.
+- ``tests.fixtures.app``: the real app served by the local host against the local stack.
+"""
+
+pytest_plugins = [
+    "tests.fixtures.stack",
+    "tests.fixtures.keyvault",
+    "tests.fixtures.eventgrid",
+]

@@ -1,0 +1,386 @@
+"""Function names are unique, and every timer schedule is one the host will accept.
+
+Nothing below the Functions host validates NCRONTAB: a bad schedule deploys fine and then the
+timer never loads. So every timer trigger the worker indexes (tests/fixtures/worker_indexing.py)
+is checked here: its ``schedule`` is either a whole ``%SETTING%`` reference, resolved from
+``local.settings.json.sample`` and backed by a default in ``shared.config.Settings`` (field alias
+= setting name), or a literal; either way a valid 6-field NCRONTAB expression, seconds first.
+Timers must also keep ``runOnStartup`` off and the schedule monitor on, as the design asks.
+
+The validator accepts a strict subset of what NCrontab parses: per field ``*``, ``n``, ``a-b``,
+``*/n``, ``a-b/n``, ``a/n`` and comma lists of those, month and weekday names as three-letter
+abbreviations or full English names (any case). Where NCrontab silently accepts a likely mistake
+(step 0 means every value, a reversed range is swapped) it is rejected here. croniter was
+considered and not used: it also accepts syntax NCrontab rejects (``L``, ``W``, ``#``, ``?``,
+``H``, 7 for Sunday), so it cannot tell what the host would refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shared.config import Settings
+from tests.fixtures.worker_indexing import (
+    REPOSITORY_ROOT,
+    BlueprintScan,
+    IndexedFunction,
+    index_app_in_subprocess,
+    repository_app_report,
+    repository_blueprint_scan,
+)
+
+SAMPLE_SETTINGS_FILE = REPOSITORY_ROOT / "local.settings.json.sample"
+SETTING_REFERENCE = re.compile(r"^%(?P<name>[A-Za-z_][A-Za-z0-9_]*)%$")
+TIMER_TRIGGER = "timerTrigger"
+SCHEDULE_FIELD_SUFFIX = "_schedule"
+
+
+@dataclass(frozen=True, slots=True)
+class CronField:
+    label: str
+    minimum: int
+    maximum: int
+    names: tuple[str, ...] = ()
+
+    def value_of(self, token: str) -> int | None:
+        if token.isdigit():
+            return int(token)
+        folded = token.upper()
+        for offset, name in enumerate(self.names):
+            if folded in (name, name[:3]):
+                return self.minimum + offset
+        return None
+
+
+NCRONTAB_FIELDS = (
+    CronField("second", 0, 59),
+    CronField("minute", 0, 59),
+    CronField("hour", 0, 23),
+    CronField("day of month", 1, 31),
+    CronField(
+        "month",
+        1,
+        12,
+        (
+            "JANUARY",
+            "FEBRUARY",
+            "MARCH",
+            "APRIL",
+            "MAY",
+            "JUNE",
+            "JULY",
+            "AUGUST",
+            "SEPTEMBER",
+            "OCTOBER",
+            "NOVEMBER",
+            "DECEMBER",
+        ),
+    ),
+    CronField(
+        "day of week",
+        0,
+        6,
+        ("SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY"),
+    ),
+)
+_PART = re.compile(r"^(?P<base>\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(?P<step>\d+))?$")
+
+
+def _part_problem(part: str, spec: CronField) -> str | None:
+    match = _PART.match(part)
+    if match is None:
+        return f"{spec.label}: '{part}' is not *, n, a-b or one of those with /step"
+    if match["step"] is not None and int(match["step"]) < 1:
+        return f"{spec.label}: step in '{part}' must be at least 1"
+    if match["base"] == "*":
+        return None
+    return _values_problem(match["base"], spec)
+
+
+def _values_problem(single_or_range: str, spec: CronField) -> str | None:
+    values = []
+    for token in single_or_range.split("-"):
+        value = spec.value_of(token)
+        if value is None:
+            return f"{spec.label}: '{token}' is neither a number nor a {spec.label} name"
+        if not spec.minimum <= value <= spec.maximum:
+            return f"{spec.label}: {value} is outside {spec.minimum}-{spec.maximum}"
+        values.append(value)
+    if values != sorted(values):
+        return f"{spec.label}: range '{single_or_range}' is reversed"
+    return None
+
+
+def ncrontab_problems(expression: str) -> list[str]:
+    """Why ``expression`` is not a valid 6-field NCRONTAB schedule (empty list when it is)."""
+    fields = expression.split()
+    if len(fields) != len(NCRONTAB_FIELDS):
+        return [
+            f"'{expression}' has {len(fields)} fields; NCRONTAB needs 6: "
+            "second minute hour day-of-month month day-of-week"
+        ]
+    problems = []
+    for text, spec in zip(fields, NCRONTAB_FIELDS, strict=True):
+        parts = text.split(",")
+        if "" in parts:
+            problems.append(f"{spec.label}: '{text}' has an empty list item")
+            continue
+        problems.extend(p for part in parts if (p := _part_problem(part, spec)) is not None)
+    return problems
+
+
+def sample_setting_values() -> dict[str, str]:
+    values = json.loads(SAMPLE_SETTINGS_FILE.read_text(encoding="utf-8"))["Values"]
+    return {str(name): str(value) for name, value in values.items()}
+
+
+def settings_defaults() -> dict[str, object]:
+    """App setting name -> default, for every Settings field that has one."""
+    return {
+        str(info.alias): info.get_default(call_default_factory=True)
+        for info in Settings.model_fields.values()
+        if info.alias is not None and not info.is_required()
+    }
+
+
+def timer_problems(
+    functions: Sequence[IndexedFunction],
+    sample_values: Mapping[str, str],
+    defaults: Mapping[str, object],
+) -> list[str]:
+    """Everything the host or the design would object to in the app's timer triggers."""
+    problems: list[str] = []
+    for function in functions:
+        for timer in function.bindings_of_type(TIMER_TRIGGER):
+            schedule = str(timer.get("schedule", ""))
+            if timer.get("runOnStartup"):
+                problems.append(
+                    f"{function.name}: runOnStartup must stay off (it fires on every scale-out)"
+                )
+            if timer.get("useMonitor") is False:
+                problems.append(
+                    f"{function.name}: useMonitor must stay on, so missed runs are caught up"
+                )
+            reference = SETTING_REFERENCE.match(schedule)
+            if reference is None:
+                if "%" in schedule:
+                    problems.append(
+                        f"{function.name}: '{schedule}' must be a literal or one %SETTING%"
+                    )
+                    continue
+                problems.extend(f"{function.name}: {p}" for p in ncrontab_problems(schedule))
+                continue
+            setting = reference["name"]
+            if setting not in sample_values:
+                problems.append(
+                    f"{function.name}: {setting} is missing from local.settings.json.sample"
+                )
+            else:
+                problems.extend(
+                    f"{function.name}: {setting} in local.settings.json.sample: {p}"
+                    for p in ncrontab_problems(sample_values[setting])
+                )
+            if setting not in defaults:
+                problems.append(
+                    f"{function.name}: {setting} has no default in shared/config.py Settings"
+                )
+            else:
+                problems.extend(
+                    f"{function.name}: default of {setting}: {p}"
+                    for p in ncrontab_problems(str(defaults[setting]))
+                )
+    return problems
+
+
+def duplicate_function_names(scan: BlueprintScan) -> dict[str, list[str]]:
+    """Names (case-folded, as the host compares them) declared more than once -> modules."""
+    modules_by_name: dict[str, list[str]] = defaultdict(list)
+    for module, names in scan.functions_by_module.items():
+        for name in names:
+            modules_by_name[name.lower()].append(module)
+    return {name: modules for name, modules in modules_by_name.items() if len(modules) > 1}
+
+
+# ---------------------------------------------------------------------------- the real app
+
+
+def test_function_names_are_unique_across_blueprints() -> None:
+    scan = repository_blueprint_scan()
+
+    assert scan.errors_by_module == {}
+    assert duplicate_function_names(scan) == {}
+
+
+def test_indexed_function_names_are_unique() -> None:
+    names = [name.lower() for name in repository_app_report().function_names]
+
+    assert names
+    assert len(names) == len(set(names))
+
+
+def test_every_timer_of_the_app_has_a_valid_schedule() -> None:
+    report = repository_app_report()
+    assert report.load_failure() is None, report.load_failure()
+
+    assert timer_problems(report.functions, sample_setting_values(), settings_defaults()) == []
+
+
+def test_schedule_settings_have_valid_defaults_and_sample_values() -> None:
+    schedule_fields = {
+        name: info for name, info in Settings.model_fields.items() if name.endswith("_schedule")
+    }
+    sample_values = sample_setting_values()
+
+    assert schedule_fields, "shared/config.py Settings declares no *_schedule field"
+    for name, info in schedule_fields.items():
+        assert info.alias, f"{name} has no app setting name (alias)"
+        assert not info.is_required(), f"{info.alias} needs a default"
+        assert ncrontab_problems(str(info.default)) == [], (info.alias, info.default)
+        assert info.alias in sample_values, f"{info.alias} missing from local.settings.json.sample"
+        assert ncrontab_problems(sample_values[info.alias]) == [], info.alias
+
+
+# ---------------------------------------------------------------- the checks themselves
+
+VALID_SCHEDULES = [
+    "0 */5 * * * *",
+    "0 30 1 * * *",
+    "0 */15 * * * *",
+    "*/10 * * * * *",
+    "0 0 9-17 * * MON-FRI",
+    "0 0 9-17/2 * * 1-5",
+    "5,35 0 0 1,15 jan,Jul sun",
+    "0 0 0 31 DECEMBER SATURDAY",
+    "0 5/10 * * * *",
+    "59 59 23 31 12 6",
+    "  0  0  *  *  *  *  ",
+]
+
+INVALID_SCHEDULES = {
+    "*/5 * * * *": "6: second minute hour",  # 5-field Unix cron: no seconds
+    "0 */5 * * * * 2026": "has 7 fields",
+    "": "has 0 fields",
+    "00:05:00": "has 1 fields",  # TimeSpan form: App Service plans only, not Flex Consumption
+    "60 * * * * *": "second: 60 is outside 0-59",
+    "0 60 * * * *": "minute: 60 is outside 0-59",
+    "0 0 24 * * *": "hour: 24 is outside 0-23",
+    "0 0 0 0 * *": "day of month: 0 is outside 1-31",
+    "0 0 0 32 * *": "day of month: 32 is outside 1-31",
+    "0 0 0 * 13 *": "month: 13 is outside 1-12",
+    "0 0 0 * 0 *": "month: 0 is outside 1-12",
+    "0 0 0 * * 7": "day of week: 7 is outside 0-6",
+    "0 0 0 * FOO *": "'FOO' is neither a number nor a month name",
+    "0 0 0 * * MO": "'MO' is neither a number nor a day of week name",
+    "0 */0 * * * *": "step in '*/0' must be at least 1",
+    "0 30-10 * * * *": "range '30-10' is reversed",
+    "0 0 0 L * *": "'L' is neither a number nor a day of month name",
+    "0 0 0 ? * MON": "'?' is not *, n, a-b",
+    "0 0 0 * * MON#2": "'MON#2' is not *, n, a-b",
+    "0 1,,2 * * * *": "empty list item",
+    "0 -5 * * * *": "'-5' is not *, n, a-b",
+    "0 1-2-3 * * * *": "'1-2-3' is not *, n, a-b",
+    "0 */5/2 * * * *": "'*/5/2' is not *, n, a-b",
+}
+
+
+@pytest.mark.parametrize("expression", VALID_SCHEDULES)
+def test_valid_ncrontab_is_accepted(expression: str) -> None:
+    assert ncrontab_problems(expression) == []
+
+
+@pytest.mark.parametrize(("expression", "reason"), INVALID_SCHEDULES.items(), ids=INVALID_SCHEDULES)
+def test_invalid_ncrontab_is_rejected(expression: str, reason: str) -> None:
+    problems = ncrontab_problems(expression)
+
+    assert any(reason in problem for problem in problems), problems
+
+
+def test_duplicate_names_across_blueprints_are_found() -> None:
+    scan = BlueprintScan(
+        functions_by_module={
+            "blueprints.http_api": ["create_order", "get_order"],
+            "blueprints.imports": ["Create_Order", "import_chunk"],
+            "blueprints.schedules": ["expire_unpaid_orders"],
+        }
+    )
+
+    assert duplicate_function_names(scan) == {
+        "create_order": ["blueprints.http_api", "blueprints.imports"]
+    }
+
+
+TIMER_APP_TEMPLATE = """
+    import azure.functions as func
+
+    app = func.FunctionApp()
+
+
+    @app.function_name("expire_unpaid_orders")
+    @app.timer_trigger(arg_name="timer", schedule="{first}", use_monitor=True)
+    def expire_unpaid_orders(timer: func.TimerRequest) -> None:
+        pass
+
+
+    @app.function_name("daily_sales_report")
+    @app.timer_trigger(arg_name="timer", schedule="{second}", {second_options})
+    def daily_sales_report(timer: func.TimerRequest) -> None:
+        pass
+"""
+
+
+def _timer_app(
+    tmp_path: Path, first: str, second: str, second_options: str
+) -> list[IndexedFunction]:
+    source = TIMER_APP_TEMPLATE.format(first=first, second=second, second_options=second_options)
+    (tmp_path / "function_app.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    report = index_app_in_subprocess(tmp_path)
+    assert report.load_failure() is None, report.load_failure()
+    return list(report.functions)
+
+
+def test_timer_check_accepts_setting_references_and_literals(tmp_path: Path) -> None:
+    functions = _timer_app(
+        tmp_path, "%EXPIRE_UNPAID_ORDERS_SCHEDULE%", "0 30 1 * * *", "run_on_startup=False"
+    )
+
+    assert len([f for f in functions if f.bindings_of_type(TIMER_TRIGGER)]) == 2
+    assert timer_problems(functions, sample_setting_values(), settings_defaults()) == []
+
+
+def test_timer_check_rejects_what_the_host_or_design_would(tmp_path: Path) -> None:
+    functions = _timer_app(
+        tmp_path, "%ORDERFLOW_UNKNOWN_SCHEDULE%", "*/5 * * * *", "run_on_startup=True"
+    )
+
+    problems = timer_problems(functions, sample_setting_values(), settings_defaults())
+
+    expected = [
+        "expire_unpaid_orders: ORDERFLOW_UNKNOWN_SCHEDULE is missing from local.settings.json",
+        "expire_unpaid_orders: ORDERFLOW_UNKNOWN_SCHEDULE has no default in shared/config.py",
+        "daily_sales_report: runOnStartup must stay off",
+        "daily_sales_report: '*/5 * * * *' has 5 fields",
+    ]
+    for fragment in expected:
+        assert any(problem.startswith(fragment) for problem in problems), (fragment, problems)
+    assert len(problems) == len(expected), problems
+
+
+def test_timer_check_validates_the_resolved_values() -> None:
+    timer = {"type": TIMER_TRIGGER, "direction": "IN", "name": "timer", "schedule": "%S%"}
+    function = IndexedFunction(name="sweep", script_file="function_app.py", bindings=(timer,))
+
+    problems = timer_problems([function], {"S": "0 0 25 * * *"}, {"S": "0 */5 * * *"})
+
+    assert problems == [
+        "sweep: S in local.settings.json.sample: hour: 25 is outside 0-23",
+        "sweep: default of S: '0 */5 * * *' has 5 fields; NCRONTAB needs 6: "
+        "second minute hour day-of-month month day-of-week",
+    ]
