@@ -66,6 +66,19 @@ def reset_clients() -> None:
                 continue
 
 
+def install_client(name: str, instance: object) -> None:
+    """Use ``instance`` for ``name`` ("cosmos", "blob", "queue", "servicebus", "eventgrid",
+    "keyvault", "credential") instead of creating one: for tests that need a client with a
+    custom transport (fault injection, request counting) and for tools. Undone by
+    :func:`reset_clients`."""
+    with _lock:
+        for key in [
+            key for key in _instances if key.startswith(f"{name}-") or key.startswith(f"{name}:")
+        ]:
+            del _instances[key]
+        _instances[name] = instance
+
+
 def get_credential() -> TokenCredential:
     """The app's one token credential: its managed identity in Azure, developer sign-in locally."""
 
@@ -89,6 +102,16 @@ def get_cosmos_client() -> CosmosClient:
         credential: Any = (
             s.cosmos_key.get_secret_value() if s.cosmos_key is not None else get_credential()
         )
+        if s.environment == "local":
+            # The stand-in's certificate is self-signed; azure-cosmos skips verification for
+            # loopback endpoints and urllib3 would warn on every request.
+            import warnings
+
+            from urllib3.exceptions import InsecureRequestWarning
+
+            warnings.filterwarnings(
+                "ignore", category=InsecureRequestWarning, message=r".*'(127\.0\.0\.1|localhost)'"
+            )
         return CosmosClient(
             s.cosmos_endpoint,
             credential=credential,
@@ -111,7 +134,7 @@ def get_cosmos_database() -> DatabaseProxy:
 def get_container(name: str) -> ContainerProxy:
     """A Cosmos container proxy (no network call until an operation runs)."""
     return _cached(
-        f"cosmos-container:{name}", lambda: get_cosmos_database().get_container_client(name)
+        f"cosmos:container:{name}", lambda: get_cosmos_database().get_container_client(name)
     )
 
 

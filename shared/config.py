@@ -42,7 +42,6 @@ STORAGE_CONNECTION = "ImportsStorage"
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"
 
 KEY_VAULT_REFERENCE = re.compile(r"^\s*@Microsoft\.KeyVault\(", re.IGNORECASE)
-NCRONTAB_FIELDS = 6
 
 
 def is_loopback_url(url: str) -> bool:
@@ -66,11 +65,11 @@ def _https_or_loopback_url(value: str) -> str:
 
 
 def _ncrontab(value: str) -> str:
-    fields = value.split()
-    if len(fields) != NCRONTAB_FIELDS:
-        raise ValueError(
-            f"must be an NCRONTAB expression with 6 fields (seconds first), got {len(fields)}"
-        )
+    from shared.ncrontab import ncrontab_problems
+
+    problems = ncrontab_problems(value)
+    if problems:
+        raise ValueError("is not a valid NCRONTAB schedule: " + "; ".join(problems))
     return value
 
 

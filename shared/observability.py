@@ -152,6 +152,10 @@ def configure_logging(*, json_handler: bool = False, level: int = logging.INFO) 
         if not _logging_configured:
             if logger.level == logging.NOTSET:
                 logger.setLevel(level)
+            # The SDKs log every request's headers at INFO: noise, and a cost per request.
+            sdk_http = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+            if sdk_http.level == logging.NOTSET:
+                sdk_http.setLevel(logging.WARNING)
             _logging_configured = True
         if json_handler and not any(
             isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers

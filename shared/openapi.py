@@ -317,3 +317,10 @@ def openapi_document() -> dict[str, Any]:
 
 def _path_names(route: str) -> list[str]:
     return [part[1:-1] for part in route.split("/") if part.startswith("{")]
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(openapi_document(), indent=2) + "\n")

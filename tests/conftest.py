@@ -11,4 +11,6 @@ pytest_plugins = [
     "tests.fixtures.stack",
     "tests.fixtures.keyvault",
     "tests.fixtures.eventgrid",
+    "tests.fixtures.host",
+    "tests.fixtures.app",
 ]

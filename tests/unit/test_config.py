@@ -89,7 +89,7 @@ def _without(env: dict[str, str], *names: str) -> dict[str, str]:
         (
             lambda e: {**e, "EXPIRE_UNPAID_ORDERS_SCHEDULE": "*/5 * * * *"},
             "EXPIRE_UNPAID_ORDERS_SCHEDULE",
-            "6 fields",
+            "needs 6",
         ),
         (lambda e: _without(e, "ImportsStorage"), "ImportsStorage", "is required"),
         (lambda e: {**e, "KEY_VAULT_URL": "kv.vault.azure.net"}, "KEY_VAULT_URL", "URL"),
