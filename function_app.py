@@ -6,9 +6,10 @@ indexing here stays close to the cost of ``import azure.functions`` (see benchma
 
 import azure.functions as func
 
-from blueprints import health, http_api
+from blueprints import health, http_api, schedules
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
 app.register_functions(http_api.bp)
+app.register_functions(schedules.bp)

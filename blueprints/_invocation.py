@@ -56,6 +56,19 @@ def http_invocation(
         yield scope
 
 
+@contextmanager
+def invocation(context: func.Context | None) -> Iterator[InvocationContext]:
+    """Scope for a non-HTTP invocation (timer, queue, ...): ids from the host's context."""
+    _start_once()
+    traceparent = None
+    if context is not None and context.trace_context is not None:
+        traceparent = context.trace_context.trace_parent
+    with invocation_scope(
+        context.invocation_id if context is not None else None, traceparent=traceparent
+    ) as scope:
+        yield scope
+
+
 def json_response(
     body: object,
     *,

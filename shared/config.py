@@ -156,6 +156,7 @@ class Settings(BaseModel):
     dead_letter_watch_schedule: Ncrontab = Field(
         default="0 */15 * * * *", alias="DEAD_LETTER_WATCH_SCHEDULE"
     )
+    outbox_relay_schedule: Ncrontab = Field(default="30 * * * * *", alias="OUTBOX_RELAY_SCHEDULE")
 
     @model_validator(mode="after")
     def _keys_only_for_local_stand_ins(self) -> Settings:

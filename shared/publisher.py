@@ -42,10 +42,17 @@ class EventGridPublisher:
         from azure.core.exceptions import AzureError
         from azure.core.messaging import CloudEvent
 
+        from shared.errors import ConfigurationError
+
         cloud_events: list[CloudEvent[Any]] = [CloudEvent.from_dict(dict(e)) for e in events]
         try:
+            client = self._get_client()
+        except ConfigurationError as error:
+            # Without a topic the events wait in the outbox; the state change still stands.
+            raise DependencyUnavailableError(EVENT_GRID, "not configured") from error
+        try:
             # Basic-topic clients ignore constructor options: retry and timeout go per call.
-            self._get_client().send(
+            client.send(
                 cloud_events,
                 retry_total=PUBLISH_RETRY_TOTAL,
                 connection_timeout=PUBLISH_TIMEOUT_SECONDS,

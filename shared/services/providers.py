@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from shared.publisher import EventPublisher
+from shared.repositories.orders import OrderRepository
 from shared.services.imports import ImportStatusService
 from shared.services.inventory import InventoryService
 from shared.services.orders import OrderService
@@ -41,6 +43,18 @@ def payment_service() -> PaymentService:
     return PaymentService(order_service(), CosmosIdempotencyStore(), get_secret_store())
 
 
+@cache
+def outbox_relay() -> tuple[OrderRepository, EventPublisher]:
+    """The repository and publisher the outbox relay drains with."""
+    from shared.publisher import EventGridPublisher
+    from shared.repositories.orders import CosmosOrderRepository
+
+    return CosmosOrderRepository(), EventGridPublisher()
+
+
 def reset_services() -> None:
-    for provider in (order_service, inventory_service, import_status_service, payment_service):
-        provider.cache_clear()
+    order_service.cache_clear()
+    inventory_service.cache_clear()
+    import_status_service.cache_clear()
+    payment_service.cache_clear()
+    outbox_relay.cache_clear()
