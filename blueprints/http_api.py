@@ -63,7 +63,7 @@ def _order_url(customer_id: str, order_id: str) -> str:
 @api_handler
 def create_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.models import OrderDraft
-    from shared.services.orders import first_response_view, order_view
+    from shared.services.orders import first_response_view, http_etag, order_view
     from shared.services.providers import order_service
 
     customer_id = _path(req, "customerId")
@@ -80,7 +80,7 @@ def create_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRe
         customer_id, draft, idempotency_key=key, traceparent=scope.traceparent
     )
     stored = result.order
-    headers = {"Location": _order_url(customer_id, stored.id), "ETag": stored.etag}
+    headers = {"Location": _order_url(customer_id, stored.id), "ETag": http_etag(stored.etag)}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
         body = first_response_view(stored.document)
@@ -93,14 +93,15 @@ def create_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRe
 @bp.route(route=ORDER_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
 @api_handler
 def get_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
-    from shared.services.orders import etag_matches, order_view
+    from shared.services.orders import etag_matches, http_etag, order_view
     from shared.services.providers import order_service
 
     stored = order_service().get(_path(req, "customerId"), _path(req, "orderId"))
+    etag = http_etag(stored.etag)
     if_none_match = req.headers.get("if-none-match")
-    if if_none_match and etag_matches(if_none_match, stored.etag):
-        return func.HttpResponse(status_code=304, headers={"ETag": stored.etag})
-    return json_response(order_view(stored.document), scope=scope, headers={"ETag": stored.etag})
+    if if_none_match and etag_matches(if_none_match, stored.etag, weak=True):
+        return func.HttpResponse(status_code=304, headers={"ETag": etag})
+    return json_response(order_view(stored.document), scope=scope, headers={"ETag": etag})
 
 
 @bp.function_name("list_orders")
@@ -150,7 +151,7 @@ def list_orders(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRes
 @bp.route(route=CANCEL_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
 @api_handler
 def cancel_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
-    from shared.services.orders import order_view
+    from shared.services.orders import http_etag, order_view
     from shared.services.providers import order_service
 
     stored = order_service().cancel(
@@ -159,7 +160,9 @@ def cancel_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRe
         if_match=req.headers.get("if-match"),
         traceparent=scope.traceparent,
     )
-    return json_response(order_view(stored.document), scope=scope, headers={"ETag": stored.etag})
+    return json_response(
+        order_view(stored.document), scope=scope, headers={"ETag": http_etag(stored.etag)}
+    )
 
 
 @bp.function_name("set_inventory")

@@ -23,6 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 LOGGER_NAME = "orderflow"
+SDK_HTTP_LOGGERS = (
+    "azure.core.pipeline.policies.http_logging_policy",
+    "azure.cosmos._cosmos_http_logging_policy",
+)
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -153,9 +157,10 @@ def configure_logging(*, json_handler: bool = False, level: int = logging.INFO) 
             if logger.level == logging.NOTSET:
                 logger.setLevel(level)
             # The SDKs log every request's headers at INFO: noise, and a cost per request.
-            sdk_http = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
-            if sdk_http.level == logging.NOTSET:
-                sdk_http.setLevel(logging.WARNING)
+            for name in SDK_HTTP_LOGGERS:
+                sdk_http = logging.getLogger(name)
+                if sdk_http.level == logging.NOTSET:
+                    sdk_http.setLevel(logging.WARNING)
             _logging_configured = True
         if json_handler and not any(
             isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers

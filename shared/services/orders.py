@@ -57,10 +57,26 @@ def fingerprint(draft: OrderDraft) -> str:
     return hashlib.sha256(draft.model_dump_json(by_alias=True).encode()).hexdigest()
 
 
-def etag_matches(if_match: str, etag: str) -> bool:
-    """RFC 9110 If-Match: ``*`` or a list of strong entity tags."""
-    candidates = [candidate.strip() for candidate in if_match.split(",")]
-    return any(candidate in ("*", etag) for candidate in candidates)
+def http_etag(etag: str) -> str:
+    """The ETag header value for a stored ETag: always a quoted string (RFC 9110)."""
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+def etag_matches(header: str, etag: str, *, weak: bool = False) -> bool:
+    """Does an If-Match (strong comparison) or If-None-Match (``weak=True``) header name
+    ``etag``? ``*`` matches any current representation (RFC 9110 section 13.1)."""
+    wanted = http_etag(etag)
+    for raw in header.split(","):
+        candidate = raw.strip()
+        if candidate == "*":
+            return True
+        if candidate.startswith("W/"):
+            if not weak:
+                continue
+            candidate = candidate[2:]
+        if candidate in (wanted, etag):
+            return True
+    return False
 
 
 def order_view(document: dict[str, Any]) -> dict[str, Any]:
@@ -177,9 +193,13 @@ class OrderService:
         *,
         traceparent: str | None = None,
         changes: dict[str, Any] | None = None,
+        publish: bool = True,
     ) -> StoredOrder:
         """Move ``stored`` to ``target`` if the lifecycle allows it and nobody changed it since
-        it was read (ETag), storing the event in the outbox in the same write, then publish."""
+        it was read (ETag), storing the event in the outbox in the same write, then publish.
+
+        ``publish=False`` leaves the event in the outbox for a caller that publishes many
+        orders' events in one batch (the expiry timer) and then clears each outbox."""
         current = OrderStatus(stored.document["status"])
         if not can_transition(current, target):
             raise IllegalTransitionError(stored.id, current.value, target.value)
@@ -193,4 +213,6 @@ class OrderService:
             order_event(document, target, now, traceparent=traceparent)
         )
         saved = self._orders.replace(document, stored.etag)
+        if not publish:
+            return saved
         return publish_outbox(saved, self._orders, self._publisher)

@@ -79,6 +79,8 @@ def test_create_read_and_conditional_get(
     assert location == f"{orders_path(customer)}/{order['id']}"
     etag = created.header("ETag")
     assert etag
+    assert etag.startswith('"')
+    assert etag.endswith('"')  # a quoted entity tag, as RFC 9110 requires
 
     read = app_host.request("GET", location)
     assert read.status == 200

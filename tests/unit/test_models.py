@@ -125,3 +125,24 @@ def test_lifecycle_matches_the_design() -> None:
         assert not any(can_transition(terminal, target) for target in OrderStatus)
     assert not can_transition(paid, OrderStatus.CANCELLED)
     assert not can_transition(paid, pending)
+
+
+@pytest.mark.parametrize(
+    ("header", "weak", "expected"),
+    [
+        ('"abc"', False, True),
+        ("abc", False, True),  # tolerate an unquoted copy of the stored value
+        ('"other", "abc"', False, True),
+        ("*", False, True),
+        ('W/"abc"', False, False),  # If-Match uses the strong comparison
+        ('W/"abc"', True, True),  # If-None-Match the weak one
+        ('"abd"', True, False),
+        ("", True, False),
+    ],
+)
+def test_etag_matching(header: str, weak: bool, expected: bool) -> None:
+    from shared.services.orders import etag_matches, http_etag
+
+    assert http_etag("abc") == '"abc"'
+    assert http_etag('"abc"') == '"abc"'
+    assert etag_matches(header, "abc", weak=weak) is expected
