@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import azure.functions as func
-from pydantic import BaseModel, ValidationError
 
 from blueprints._invocation import http_invocation, json_response
 from shared import errors
 from shared.observability import InvocationContext, get_logger
+
+if TYPE_CHECKING:
+    # pydantic loads with the first request's service, not at indexing (cold start).
+    from pydantic import BaseModel, ValidationError
 
 MAX_BODY_BYTES: Final = 256 * 1024
 PROBLEM_JSON: Final = "application/problem+json"
@@ -91,6 +94,8 @@ def validation_problem(error: ValidationError, where: str = "") -> ProblemError:
 
 def map_error(error: Exception) -> ProblemError:  # noqa: PLR0911 - one case per error type
     """The problem for an error the app raised on purpose."""
+    from pydantic import ValidationError
+
     match error:
         case ProblemError():
             return error
@@ -144,11 +149,13 @@ def api_handler(
         with http_invocation(req, context) as scope:
             try:
                 return handler(req, scope)
-            except errors.OrderflowError as error:
+            except (errors.OrderflowError, ProblemError) as error:
                 return problem_response(map_error(error), scope)
-            except (ProblemError, ValidationError) as error:
-                return problem_response(map_error(error), scope)
-            except Exception:
+            except Exception as error:
+                from pydantic import ValidationError
+
+                if isinstance(error, ValidationError):
+                    return problem_response(validation_problem(error), scope)
                 log.exception("unhandled error in %s", handler.__name__)
                 return problem_response(
                     ProblemError(
