@@ -33,10 +33,22 @@ def _start_once() -> None:
 
         configure_logging()
         try:
-            connection_string = get_settings().applicationinsights_connection_string
+            settings = get_settings()
         except ConfigurationError:
-            connection_string = None  # readiness reports the bad setting
-        configure_telemetry(connection_string.get_secret_value() if connection_string else None)
+            settings = None  # readiness reports the bad setting
+        connection_string = settings.applicationinsights_connection_string if settings else None
+        credential = None
+        if (
+            connection_string is not None
+            and settings is not None
+            and settings.environment == "azure"
+        ):
+            from shared.clients import get_credential
+
+            credential = get_credential()  # Application Insights has local auth disabled
+        configure_telemetry(
+            connection_string.get_secret_value() if connection_string else None, credential
+        )
         _started.set()
 
 

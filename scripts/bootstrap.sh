@@ -55,6 +55,9 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   echo "$want" >"$stamp"
 fi
 
+# checkov conflicts with the test tools' pins, so it gets a virtual environment of its own.
+scripts/bootstrap-infra.sh
+
 ensure_apt_packages
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ((node_major < NODE_MAJOR_MIN)); then

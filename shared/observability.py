@@ -175,11 +175,12 @@ _telemetry_lock = threading.Lock()
 _telemetry_enabled: bool | None = None
 
 
-def configure_telemetry(connection_string: str | None) -> bool:
+def configure_telemetry(connection_string: str | None, credential: Any | None = None) -> bool:
     """Export traces, metrics and logs to Application Insights when a connection string is set.
 
-    Idempotent; returns whether telemetry export is on. The import of the Azure Monitor
-    distribution (~0.3 s) happens only when it is needed.
+    With local authentication disabled on Application Insights (as in Azure), ingestion needs
+    Entra ID: pass the app's token credential. Idempotent; returns whether export is on. The
+    import of the Azure Monitor distribution (~0.3 s) happens only when it is needed.
     """
     global _telemetry_enabled
     with _telemetry_lock:
@@ -190,13 +191,22 @@ def configure_telemetry(connection_string: str | None) -> bool:
             return False
         from azure.monitor.opentelemetry import configure_azure_monitor
 
+        options: dict[str, Any] = {}
+        if credential is not None:
+            options["credential"] = credential
         configure_azure_monitor(
             connection_string=connection_string,
             logger_name=LOGGER_NAME,
             enable_live_metrics=False,
+            **options,
         )
         _telemetry_enabled = True
         return True
+
+
+def telemetry_enabled() -> bool:
+    """Whether :func:`configure_telemetry` turned export on (False before it ran)."""
+    return bool(_telemetry_enabled)
 
 
 def reset_telemetry_state() -> None:

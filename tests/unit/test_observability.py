@@ -150,7 +150,10 @@ def test_telemetry_turns_on_with_a_connection_string() -> None:
         "from shared.observability import configure_telemetry\n"
         "cs = 'InstrumentationKey=00000000-0000-0000-0000-000000000000;"
         "IngestionEndpoint=http://127.0.0.1:9/'\n"
-        "print(configure_telemetry(cs), configure_telemetry(cs))\n"
+        "from azure.core.credentials import AccessToken\n"
+        "class Token:\n"
+        "    def get_token(self, *scopes, **kw): return AccessToken('t', 2**31)\n"
+        "print(configure_telemetry(cs, Token()), configure_telemetry(cs))\n"
         "from opentelemetry import trace\n"
         "print(type(trace.get_tracer_provider()).__name__)\n"
     )

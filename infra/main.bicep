@@ -1,0 +1,243 @@
+// Orderflow: everything the app uses, keyless. `azd up` deploys this file (azure.yaml), and so do
+// the GitHub Actions and Azure DevOps pipelines (infra/scripts/provision.sh). After the code is
+// deployed, event-subscriptions.bicep connects Event Grid to the functions.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Environment name (the azd environment): names and tags every resource.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource; it must offer the Flex Consumption plan.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Resource group to create or update; empty means rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Optional person or group allowed to set Key Vault secrets (the payment webhook secret).')
+param operatorPrincipalId string = ''
+
+@description('Type of operatorPrincipalId.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param operatorPrincipalType string = 'User'
+
+@description('Always-ready instances per function group, for example [{ name: \'http\', instanceCount: 1 }]. Empty: every group scales to zero.')
+param alwaysReady array = []
+
+@description('Upper bound of instances the app scales out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Memory per instance.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Cosmos DB serverless (pay per request); false provisions autoscale throughput.')
+param cosmosServerless bool = true
+
+@description('Storage account redundancy.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param storageSkuName string = 'Standard_LRS'
+
+@description('Days Log Analytics keeps logs.')
+@minValue(30)
+@maxValue(730)
+param logRetentionInDays int = 30
+
+// Names the app shares with the local stack (shared/names.py).
+var cosmosDatabaseName = 'orderflow'
+var fulfillmentQueueName = 'fulfillment'
+var appBlobContainers = [
+  'order-imports'
+  'order-imports-rejected'
+  'reports'
+]
+var storageQueues = [
+  'order-import-chunks'
+  'order-import-chunks-poison'
+]
+var deadLetterContainerName = 'eventgrid-deadletters'
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+  application: 'orderflow'
+}
+var functionAppName = 'func-orderflow-${resourceToken}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-orderflow-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-orderflow-${resourceToken}'
+    applicationInsightsName: 'appi-orderflow-${resourceToken}'
+    location: location
+    tags: tags
+    retentionInDays: logRetentionInDays
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    deploymentContainerName: 'app-package-${take(resourceToken, 7)}'
+    appContainerNames: appBlobContainers
+    deadLetterContainerName: deadLetterContainerName
+    queueNames: storageQueues
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: 'kv-${resourceToken}'
+    location: location
+    tags: tags
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module cosmos 'modules/cosmos.bicep' = {
+  name: 'cosmos'
+  scope: rg
+  params: {
+    name: 'cosmos-orderflow-${resourceToken}'
+    location: location
+    tags: tags
+    databaseName: cosmosDatabaseName
+    serverless: cosmosServerless
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'servicebus'
+  scope: rg
+  params: {
+    name: 'sb-orderflow-${resourceToken}'
+    location: location
+    tags: tags
+    fulfillmentQueueName: fulfillmentQueueName
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module eventGrid 'modules/eventgrid.bicep' = {
+  name: 'eventgrid'
+  scope: rg
+  params: {
+    topicName: 'evgt-orderflow-${resourceToken}'
+    systemTopicName: 'evgst-orderflow-${resourceToken}'
+    storageAccountId: storage.outputs.id
+    location: location
+    tags: tags
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+// Roles first: the app reads its storage with the identity from its very first start.
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    appPrincipalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    deadLetterContainerName: storage.outputs.deadLetterContainerName
+    keyVaultName: keyVault.outputs.name
+    cosmosAccountName: cosmos.outputs.name
+    cosmosDatabaseName: cosmos.outputs.databaseName
+    serviceBusNamespaceName: serviceBus.outputs.name
+    fulfillmentQueueName: serviceBus.outputs.fulfillmentQueueName
+    eventGridTopicName: eventGrid.outputs.topicName
+    eventGridTopicPrincipalId: eventGrid.outputs.topicPrincipalId
+    systemTopicPrincipalId: eventGrid.outputs.systemTopicPrincipalId
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: operatorPrincipalType
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: rg
+  dependsOn: [
+    rbac
+  ]
+  params: {
+    name: functionAppName
+    planName: 'plan-orderflow-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+    cosmosEndpoint: cosmos.outputs.endpoint
+    cosmosDatabaseName: cosmos.outputs.databaseName
+    serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    fulfillmentQueueName: serviceBus.outputs.fulfillmentQueueName
+    eventGridTopicEndpoint: eventGrid.outputs.topicEndpoint
+    keyVaultUri: keyVault.outputs.uri
+    alwaysReady: alwaysReady
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+// Names only: no key, connection string or secret leaves the deployment.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICE_API_NAME string = functionApp.outputs.name
+output SERVICE_API_URI string = 'https://${functionApp.outputs.defaultHostName}'
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output EVENTGRID_TOPIC_NAME string = eventGrid.outputs.topicName
+output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.systemTopicName
+output EVENTGRID_DEAD_LETTER_CONTAINER string = deadLetterContainerName

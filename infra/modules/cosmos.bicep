@@ -1,0 +1,262 @@
+// Cosmos DB (NoSQL API): the account with key-based auth disabled, the `orderflow` database and
+// its four containers (shared/names.py COSMOS_CONTAINERS) with the indexes the app's queries use.
+
+@description('Name of the Cosmos DB account.')
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for the resources.')
+param tags object = {}
+
+@description('Database name (the COSMOS_DATABASE setting).')
+param databaseName string
+
+@description('Serverless (pay per request) or provisioned throughput.')
+param serverless bool = true
+
+@description('Throughput of the database when not serverless (autoscale maximum RU/s).')
+@minValue(1000)
+param autoscaleMaxThroughput int = 1000
+
+@description('Seconds an idempotency record lives unless the document sets its own `ttl`.')
+param idempotencyTtlSeconds int = 604800
+
+@description('Log Analytics workspace that receives the Cosmos DB logs.')
+param logAnalyticsWorkspaceId string
+
+resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'GlobalDocumentDB'
+  properties: {
+    // checkov:skip=CKV_AZURE_99: no private network in this deployment (Flex Consumption without VNet integration); data-plane access needs an Entra ID token and a Cosmos DB SQL role
+    // checkov:skip=CKV_AZURE_101: as above: the public endpoint is needed without VNet integration; local (key) auth is disabled
+    databaseAccountOfferType: 'Standard'
+    locations: [
+      {
+        locationName: location
+        failoverPriority: 0
+        isZoneRedundant: false
+      }
+    ]
+    consistencyPolicy: {
+      defaultConsistencyLevel: 'Session'
+    }
+    capabilities: serverless ? [{ name: 'EnableServerless' }] : []
+    disableLocalAuth: true
+    disableKeyBasedMetadataWriteAccess: true
+    minimalTlsVersion: 'Tls12'
+    publicNetworkAccess: 'Enabled'
+    enableAutomaticFailover: false
+    backupPolicy: {
+      type: 'Continuous'
+      continuousModeProperties: {
+        tier: 'Continuous7Days'
+      }
+    }
+  }
+}
+
+resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
+  parent: account
+  name: databaseName
+  properties: {
+    resource: {
+      id: databaseName
+    }
+    options: serverless ? {} : { autoscaleSettings: { maxThroughput: autoscaleMaxThroughput } }
+  }
+}
+
+// Orders: point reads and single-partition queries by customer, newest first, optionally by
+// status; the expiry timer asks for pending orders older than a cutoff (cross-partition).
+resource orders 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: 'orders'
+  properties: {
+    resource: {
+      id: 'orders'
+      partitionKey: {
+        paths: [
+          '/customerId'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: [
+          {
+            path: '/*'
+          }
+        ]
+        excludedPaths: [
+          {
+            path: '/lines/*'
+          }
+          {
+            path: '/"_etag"/?'
+          }
+        ]
+        compositeIndexes: [
+          [
+            {
+              path: '/customerId'
+              order: 'ascending'
+            }
+            {
+              path: '/createdAt'
+              order: 'descending'
+            }
+          ]
+          [
+            {
+              path: '/customerId'
+              order: 'ascending'
+            }
+            {
+              path: '/status'
+              order: 'ascending'
+            }
+            {
+              path: '/createdAt'
+              order: 'descending'
+            }
+          ]
+          [
+            {
+              path: '/status'
+              order: 'ascending'
+            }
+            {
+              path: '/createdAt'
+              order: 'ascending'
+            }
+          ]
+        ]
+      }
+    }
+  }
+}
+
+// Inventory: one document per SKU, read and patched by id; no queries.
+resource inventory 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: 'inventory'
+  properties: {
+    resource: {
+      id: 'inventory'
+      partitionKey: {
+        paths: [
+          '/sku'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: [
+          {
+            path: '/*'
+          }
+        ]
+        excludedPaths: [
+          {
+            path: '/"_etag"/?'
+          }
+        ]
+      }
+    }
+  }
+}
+
+// Idempotency records: point reads only, so nothing is indexed; they expire through TTL.
+resource idempotency 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: 'idempotency'
+  properties: {
+    resource: {
+      id: 'idempotency'
+      partitionKey: {
+        paths: [
+          '/key'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+      defaultTtl: idempotencyTtlSeconds
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: []
+        excludedPaths: [
+          {
+            path: '/*'
+          }
+        ]
+      }
+    }
+  }
+}
+
+// Import status: one document per import, read by id.
+resource imports 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: 'imports'
+  properties: {
+    resource: {
+      id: 'imports'
+      partitionKey: {
+        paths: [
+          '/importId'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: [
+          {
+            path: '/*'
+          }
+        ]
+        excludedPaths: [
+          {
+            path: '/"_etag"/?'
+          }
+        ]
+      }
+    }
+  }
+}
+
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: account
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logAnalyticsDestinationType: 'Dedicated'
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'Requests'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output name string = account.name
+output endpoint string = account.properties.documentEndpoint
+output databaseName string = database.name

@@ -1,0 +1,330 @@
+// The function app on the Flex Consumption plan (Linux, Python 3.13) with its user-assigned
+// identity, the deployment container, and every app setting the app reads (shared/config.py).
+// Connections are identity-based (`<Connection>__<property>` plus `__credential` and
+// `__clientId`); no setting holds a key, a connection string with a key, or a secret.
+
+@description('Name of the function app.')
+param name string
+
+@description('Name of the Flex Consumption plan.')
+param planName string
+
+@description('Azure region (must offer Flex Consumption).')
+param location string
+
+@description('Tags for the resources.')
+param tags object = {}
+
+@description('azd service name (azure.yaml) the app is tagged with, so `azd deploy` finds it.')
+param serviceName string = 'api'
+
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity.')
+param identityClientId string
+
+@description('Storage account for the host, the deployment package and the app data.')
+param storageAccountName string
+
+@description('Blob container holding the deployment package.')
+param deploymentContainerName string
+
+@description('Application Insights component (local auth disabled).')
+param applicationInsightsName string
+
+@description('Log Analytics workspace that receives the function logs.')
+param logAnalyticsWorkspaceId string
+
+@description('Cosmos DB account endpoint (COSMOS_ENDPOINT).')
+param cosmosEndpoint string
+
+@description('Cosmos DB database (COSMOS_DATABASE).')
+param cosmosDatabaseName string
+
+@description('Service Bus namespace host name, `<name>.servicebus.windows.net`.')
+param serviceBusFullyQualifiedNamespace string
+
+@description('Service Bus queue for fulfillment commands (FULFILLMENT_QUEUE).')
+param fulfillmentQueueName string
+
+@description('Full publish URL of the custom topic, ending in /api/events (EVENTGRID_TOPIC_ENDPOINT).')
+param eventGridTopicEndpoint string
+
+@description('Key Vault URI (KEY_VAULT_URL).')
+param keyVaultUri string
+
+@description('Always-ready instances, for example [{ name: \'http\', instanceCount: 1 }]; empty scales to zero.')
+param alwaysReady array = []
+
+@description('Upper bound of instances the app scales out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Memory per instance.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Minutes before an unpaid order expires (PAYMENT_TIMEOUT_MINUTES).')
+param paymentTimeoutMinutes int = 30
+
+@description('Seconds a Key Vault secret is cached (SECRET_CACHE_TTL_SECONDS).')
+param secretCacheTtlSeconds int = 300
+
+@description('Deadline of each readiness probe (HEALTH_PROBE_TIMEOUT_SECONDS).')
+param healthProbeTimeoutSeconds int = 2
+
+@description('NCRONTAB schedule of expire_unpaid_orders (6 fields, seconds first).')
+param expireUnpaidOrdersSchedule string = '0 */5 * * * *'
+
+@description('NCRONTAB schedule of daily_sales_report (UTC).')
+param dailySalesReportSchedule string = '0 30 1 * * *'
+
+@description('NCRONTAB schedule of dead_letter_watch.')
+param deadLetterWatchSchedule string = '0 */15 * * * *'
+
+@description('NCRONTAB schedule of publish_pending_events (the outbox relay).')
+param outboxRelaySchedule string = '30 * * * * *'
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_225: Flex Consumption plans have no zone-redundancy setting of their own here (zone redundancy is a regional Flex option outside this template)
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': serviceName })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_16: the API is protected by function keys and the payment webhook by its HMAC signature (DESIGN.md section 3); Easy Auth would reject the partner and webhook callers
+    // checkov:skip=CKV_AZURE_17: callers authenticate with function keys or the webhook signature, not client certificates
+    // checkov:skip=CKV_AZURE_222: the HTTP API is public by design; without VNet integration the public endpoint is the only one
+    // checkov:skip=CKV_AZURE_212: Flex Consumption scales per function group; a floor of instances is the alwaysReady parameter
+    // checkov:skip=CKV_AZURE_213: Flex Consumption has no App Service health check; readiness is GET /api/health/ready
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      cors: {
+        allowedOrigins: []
+      }
+      // Every setting the app and its host read. The contract tests in tests/infra check that each
+      // `shared.config.Settings` alias and each binding connection has its identity-based form here.
+      appSettings: [
+        // The host's own storage, through the identity.
+        {
+          name: 'AzureWebJobsStorage__blobServiceUri'
+          value: storage.properties.primaryEndpoints.blob
+        }
+        {
+          name: 'AzureWebJobsStorage__queueServiceUri'
+          value: storage.properties.primaryEndpoints.queue
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        // Telemetry: the connection string carries no secret once local auth is disabled; ingestion
+        // is authorised by the identity (Monitoring Metrics Publisher).
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: appInsights.properties.ConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'Authorization=AAD;ClientId=${identityClientId}'
+        }
+        {
+          name: 'ORDERFLOW_ENVIRONMENT'
+          value: 'azure'
+        }
+        {
+          name: 'AZURE_CLIENT_ID'
+          value: identityClientId
+        }
+        {
+          name: 'COSMOS_ENDPOINT'
+          value: cosmosEndpoint
+        }
+        {
+          name: 'COSMOS_DATABASE'
+          value: cosmosDatabaseName
+        }
+        // Binding connection ImportsStorage (blob and queue triggers) and the app's storage clients.
+        {
+          name: 'ImportsStorage__blobServiceUri'
+          value: storage.properties.primaryEndpoints.blob
+        }
+        {
+          name: 'ImportsStorage__queueServiceUri'
+          value: storage.properties.primaryEndpoints.queue
+        }
+        {
+          name: 'ImportsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'ImportsStorage__clientId'
+          value: identityClientId
+        }
+        // Binding connection ServiceBusConnection (fulfillment trigger) and the app's sender.
+        {
+          name: 'ServiceBusConnection__fullyQualifiedNamespace'
+          value: serviceBusFullyQualifiedNamespace
+        }
+        {
+          name: 'ServiceBusConnection__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'ServiceBusConnection__clientId'
+          value: identityClientId
+        }
+        {
+          name: 'FULFILLMENT_QUEUE'
+          value: fulfillmentQueueName
+        }
+        {
+          name: 'EVENTGRID_TOPIC_ENDPOINT'
+          value: eventGridTopicEndpoint
+        }
+        {
+          name: 'KEY_VAULT_URL'
+          value: keyVaultUri
+        }
+        {
+          name: 'SECRET_CACHE_TTL_SECONDS'
+          value: string(secretCacheTtlSeconds)
+        }
+        {
+          name: 'PAYMENT_TIMEOUT_MINUTES'
+          value: string(paymentTimeoutMinutes)
+        }
+        {
+          name: 'HEALTH_PROBE_TIMEOUT_SECONDS'
+          value: string(healthProbeTimeoutSeconds)
+        }
+        // Timer schedules: the host resolves %NAME% from app settings only.
+        {
+          name: 'EXPIRE_UNPAID_ORDERS_SCHEDULE'
+          value: expireUnpaidOrdersSchedule
+        }
+        {
+          name: 'DAILY_SALES_REPORT_SCHEDULE'
+          value: dailySalesReportSchedule
+        }
+        {
+          name: 'DEAD_LETTER_WATCH_SCHEDULE'
+          value: deadLetterWatchSchedule
+        }
+        {
+          name: 'OUTBOX_RELAY_SCHEDULE'
+          value: outboxRelaySchedule
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        alwaysReady: alwaysReady
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.13'
+      }
+    }
+  }
+}
+
+// Deployments authenticate with Entra ID (azd, az CLI, pipelines); basic publishing
+// credentials are switched off.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: site
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'FunctionAppLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output name string = site.name
+output id string = site.id
+output defaultHostName string = site.properties.defaultHostName

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Provision, deploy the code and connect Event Grid with the Azure CLI alone: what the GitHub
+# Actions and Azure DevOps pipelines run after signing in with federated credentials. (`azd up`
+# does the same through azure.yaml.) Idempotent.
+#
+# Needs: az (signed in, subscription selected), python3, and
+#   AZURE_ENV_NAME     environment name, e.g. orderflow-prod (names the resource group rg-<name>)
+#   AZURE_LOCATION     region offering Flex Consumption, e.g. swedencentral
+# Optional:
+#   ORDERFLOW_OPERATOR_PRINCIPAL_ID / _TYPE   person or group that may set Key Vault secrets
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+: "${AZURE_ENV_NAME:?set AZURE_ENV_NAME (for example orderflow-prod)}"
+: "${AZURE_LOCATION:?set AZURE_LOCATION (a region with Flex Consumption)}"
+deployment="orderflow-${AZURE_ENV_NAME}"
+
+echo "deploy: provisioning infra/main.bicep as deployment $deployment" >&2
+az deployment sub create \
+  --name "$deployment" \
+  --location "$AZURE_LOCATION" \
+  --template-file infra/main.bicep \
+  --parameters \
+    environmentName="$AZURE_ENV_NAME" \
+    location="$AZURE_LOCATION" \
+    operatorPrincipalId="${ORDERFLOW_OPERATOR_PRINCIPAL_ID:-}" \
+    operatorPrincipalType="${ORDERFLOW_OPERATOR_PRINCIPAL_TYPE:-Group}" \
+  --output none
+
+# The deployment's outputs (names and endpoints only) become environment variables, as azd does.
+outputs=$(az deployment sub show --name "$deployment" --query properties.outputs --output json)
+eval "$(python3 -c '
+import json, shlex, sys
+for name, output in json.load(sys.stdin).items():
+    print(f"export {name}={shlex.quote(str(output[\"value\"]))}")
+' <<<"$outputs")"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python3 infra/scripts/package_app.py "$work/orderflow.zip"
+echo "deploy: deploying the code to $AZURE_FUNCTION_APP_NAME (remote build)" >&2
+az functionapp deployment source config-zip \
+  --resource-group "$AZURE_RESOURCE_GROUP" \
+  --name "$AZURE_FUNCTION_APP_NAME" \
+  --src "$work/orderflow.zip" \
+  --build-remote true \
+  --output none
+
+infra/scripts/event-subscriptions.sh
+echo "deploy: done: $SERVICE_API_URI" >&2

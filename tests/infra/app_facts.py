@@ -1,0 +1,130 @@
+"""What the app's code needs from Azure, read from the code itself so the infrastructure tests
+keep protecting work that lands later: the settings (``shared.config.Settings`` aliases), the
+binding connections and ``%SETTING%`` references of every indexed function, and the Azure SDKs
+the app imports."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from shared import names
+from shared.config import SERVICE_BUS_CONNECTION, STORAGE_CONNECTION, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Indexing needs a fresh process: get_functions() works once per app object.
+_INDEX_SCRIPT = """
+import json, sys
+import function_app
+functions = function_app.app.get_functions()
+json.dump(
+    [
+        {"name": f.get_function_name(), "bindings": [json.loads(b) for b in f.get_raw_bindings()]}
+        for f in functions
+    ],
+    sys.stdout,
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedFunction:
+    name: str
+    bindings: tuple[dict[str, Any], ...]
+
+    @property
+    def trigger(self) -> dict[str, Any]:
+        return next(b for b in self.bindings if str(b.get("type", "")).endswith("Trigger"))
+
+
+@cache
+def indexed_functions() -> tuple[IndexedFunction, ...]:
+    """Every function the host would load from function_app.py, with its bindings."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
+    completed = subprocess.run(
+        [sys.executable, "-c", _INDEX_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, f"indexing function_app.py failed:\n{completed.stderr}"
+    return tuple(
+        IndexedFunction(name=item["name"], bindings=tuple(item["bindings"]))
+        for item in json.loads(completed.stdout)
+    )
+
+
+def function_named(name: str) -> IndexedFunction | None:
+    return next((f for f in indexed_functions() if f.name == name), None)
+
+
+def settings_aliases() -> set[str]:
+    """Every app setting ``shared.config.Settings`` reads (its field aliases)."""
+    return {field.alias for field in Settings.model_fields.values() if field.alias}
+
+
+def secret_stand_ins() -> set[str]:
+    """Local stand-ins for Key Vault secrets: the secret name in upper snake case (+ previous)."""
+    secrets = [value for key, value in vars(names).items() if key.endswith("_SECRET")]
+    stand_ins = {str(secret).upper().replace("-", "_") for secret in secrets}
+    return stand_ins | {f"{name}_PREVIOUS" for name in stand_ins}
+
+
+def binding_connections() -> dict[str, set[str]]:
+    """Connection name -> binding types using it (indexed functions and shared.config)."""
+    connections: dict[str, set[str]] = {
+        STORAGE_CONNECTION: {"storageClients"},
+        SERVICE_BUS_CONNECTION: {"serviceBusClient"},
+    }
+    for function in indexed_functions():
+        for binding in function.bindings:
+            connection = binding.get("connection")
+            if connection:
+                connections.setdefault(str(connection), set()).add(str(binding["type"]))
+    return connections
+
+
+_PERCENT_SETTING = re.compile(r"%([A-Za-z0-9_]+)%")
+
+
+def percent_settings() -> set[str]:
+    """Settings referenced as %NAME% in binding properties (timer schedules, paths, ...)."""
+    found: set[str] = set()
+    for function in indexed_functions():
+        for binding in function.bindings:
+            for value in binding.values():
+                if isinstance(value, str):
+                    found.update(_PERCENT_SETTING.findall(value))
+    return found
+
+
+def azure_sdk_imports() -> set[str]:
+    """``azure.*`` modules imported anywhere in the app's own code (shared/, blueprints/)."""
+    modules: set[str] = set()
+    sources = [ROOT / "function_app.py", *(ROOT / "shared").rglob("*.py")]
+    sources += list((ROOT / "blueprints").rglob("*.py"))
+    for path in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules.add(node.module)
+    return {m for m in modules if m == "azure" or m.startswith("azure.")}
+
+
+def local_sample() -> dict[str, str]:
+    data = json.loads((ROOT / "local.settings.json.sample").read_text(encoding="utf-8"))
+    return dict(data["Values"])
