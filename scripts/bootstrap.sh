@@ -3,22 +3,11 @@
 # a Python 3.13 virtual environment with the pinned packages, and the local stand-ins (npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 VENV=.venv
 NODE_MAJOR_MIN=18
-
-find_python313() {
-  local candidate
-  for candidate in "${PYTHON:-}" python3.13 "$HOME/.pyenv/versions/3.13"*/bin/python3 /root/.pyenv/versions/3.13*/bin/python3 /usr/local/bin/python3.13 /usr/bin/python3.13; do
-    [[ -n "$candidate" ]] || continue
-    if command -v "$candidate" >/dev/null 2>&1 \
-      && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
-      command -v "$candidate"
-      return 0
-    fi
-  done
-  return 1
-}
 
 ensure_apt_packages() {
   # Debian packages the stack needs if the machine lacks them (Node for Azurite and Cosmos).
@@ -35,25 +24,9 @@ ensure_apt_packages() {
   fi
 }
 
-PY=$(find_python313) || {
-  echo "bootstrap: Python 3.13 not found. Install it (for example 'pyenv install 3.13') or set PYTHON=/path/to/python3.13" >&2
-  exit 1
-}
-
-if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then
-  echo "bootstrap: creating $VENV with $PY" >&2
-  rm -rf "$VENV"
-  "$PY" -m venv "$VENV"
-fi
-
-# Reinstall only when the requirement files changed since the last successful install.
-stamp="$VENV/.requirements.sha256"
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  echo "bootstrap: installing Python packages" >&2
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-  echo "$want" >"$stamp"
-fi
+ensure_venv313 "$VENV"
+# requirements-dev.txt includes requirements.txt; both are hashed so either change reinstalls.
+install_requirements "$VENV" requirements.txt requirements-dev.txt
 
 # checkov conflicts with the test tools' pins, so it gets a virtual environment of its own.
 scripts/bootstrap-infra.sh
