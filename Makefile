@@ -15,6 +15,8 @@ lint: setup
 
 bench: setup
 	@.venv/bin/python benchmarks/cold_start.py
+	@.venv/bin/python benchmarks/imports.py
+	@.venv/bin/python benchmarks/fulfillment.py
 
 stack-up: setup
 	@.venv/bin/python -m localdev.stack up

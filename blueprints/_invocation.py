@@ -81,6 +81,33 @@ def invocation(context: func.Context | None) -> Iterator[InvocationContext]:
         yield scope
 
 
+@contextmanager
+def invocation_with_trace(
+    context: func.Context | None, upstream_traceparent: str | None
+) -> Iterator[InvocationContext]:
+    """Scope for a message or event invocation that continues the trace its producer started
+    (the ``traceparent`` the event or message carries): the host's trace context when it is
+    already in that trace (Azure links it through ``Diagnostic-Id``), else a new span of it.
+    Without a valid upstream trace, the host's context is used, as in :func:`invocation`."""
+    import secrets
+
+    from shared.observability import trace_id_from
+
+    _start_once()
+    host_traceparent = None
+    if context is not None and context.trace_context is not None:
+        host_traceparent = context.trace_context.trace_parent
+    traceparent = host_traceparent
+    upstream_trace = trace_id_from(upstream_traceparent)
+    if upstream_trace is not None and trace_id_from(host_traceparent) != upstream_trace:
+        flags = (upstream_traceparent or "").strip()[-2:]
+        traceparent = f"00-{upstream_trace}-{secrets.token_hex(8)}-{flags}"
+    with invocation_scope(
+        context.invocation_id if context is not None else None, traceparent=traceparent
+    ) as scope:
+        yield scope
+
+
 def json_response(
     body: object,
     *,

@@ -28,3 +28,75 @@ def publish_pending_events(timer: func.TimerRequest, context: func.Context) -> N
         if timer.past_due:
             get_logger("schedules").info("publish_pending_events is running late (past due)")
         relay_pending_events(*outbox_relay())
+
+
+def _note_if_past_due(function_name: str, timer: func.TimerRequest) -> None:
+    """A past-due run (the host was stopped or busy at the scheduled time) runs once: log it
+    with how late it is."""
+    if not timer.past_due:
+        return
+    from datetime import UTC, datetime
+
+    from shared.observability import get_logger
+    from shared.scheduling import lateness
+
+    status = getattr(timer, "schedule_status", None)
+    late = lateness(status if isinstance(status, dict) else None, datetime.now(UTC))
+    seconds = round(late.total_seconds(), 3) if late is not None else None
+    get_logger("schedules").warning(
+        "%s is running late (past due by %s s); it runs once for the missed occurrences",
+        function_name,
+        "an unknown number of" if seconds is None else seconds,
+        extra={"function": function_name, "pastDue": True, "lateBySeconds": seconds},
+    )
+
+
+@bp.function_name("expire_unpaid_orders")
+@bp.timer_trigger(
+    arg_name="timer",
+    schedule="%EXPIRE_UNPAID_ORDERS_SCHEDULE%",
+    run_on_startup=False,
+    use_monitor=True,
+)
+def expire_unpaid_orders(timer: func.TimerRequest, context: func.Context) -> None:
+    """Pending orders unpaid for longer than PAYMENT_TIMEOUT_MINUTES become expired."""
+    from shared.services.providers import order_expiry_service
+
+    with invocation(context):
+        _note_if_past_due("expire_unpaid_orders", timer)
+        order_expiry_service().expire_unpaid()
+
+
+@bp.function_name("daily_sales_report")
+@bp.timer_trigger(
+    arg_name="timer",
+    schedule="%DAILY_SALES_REPORT_SCHEDULE%",
+    run_on_startup=False,
+    use_monitor=True,
+)
+def daily_sales_report(timer: func.TimerRequest, context: func.Context) -> None:
+    """reports/daily/YYYY-MM-DD.json for yesterday (UTC) and any missing day of the last 7."""
+    from shared.services.providers import daily_sales_report_service
+
+    with invocation(context):
+        _note_if_past_due("daily_sales_report", timer)
+        daily_sales_report_service().run()
+
+
+@bp.function_name("dead_letter_watch")
+@bp.timer_trigger(
+    arg_name="timer",
+    schedule="%DEAD_LETTER_WATCH_SCHEDULE%",
+    run_on_startup=False,
+    use_monitor=True,
+)
+def dead_letter_watch(timer: func.TimerRequest, context: func.Context) -> None:
+    """Dead-letter depth of the fulfillment queue as a metric, and a warning when above zero."""
+    from shared.config import get_settings
+    from shared.services.deadletters import ServiceBusDeadLetterPeeker, watch_dead_letters
+
+    with invocation(context):
+        _note_if_past_due("dead_letter_watch", timer)
+        queue = get_settings().fulfillment_queue
+        with ServiceBusDeadLetterPeeker(queue) as peeker:
+            watch_dead_letters(peeker, queue)

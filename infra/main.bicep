@@ -67,6 +67,7 @@ param logRetentionInDays int = 30
 // Names the app shares with the local stack (shared/names.py).
 var cosmosDatabaseName = 'orderflow'
 var fulfillmentQueueName = 'fulfillment'
+var parkedQueueName = 'fulfillment-parked'
 var appBlobContainers = [
   'order-imports'
   'order-imports-rejected'
@@ -161,6 +162,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     location: location
     tags: tags
     fulfillmentQueueName: fulfillmentQueueName
+    parkedQueueName: parkedQueueName
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
@@ -191,6 +193,7 @@ module rbac 'modules/rbac.bicep' = {
     cosmosDatabaseName: cosmos.outputs.databaseName
     serviceBusNamespaceName: serviceBus.outputs.name
     fulfillmentQueueName: serviceBus.outputs.fulfillmentQueueName
+    parkedQueueName: serviceBus.outputs.parkedQueueName
     eventGridTopicName: eventGrid.outputs.topicName
     eventGridTopicPrincipalId: eventGrid.outputs.topicPrincipalId
     systemTopicPrincipalId: eventGrid.outputs.systemTopicPrincipalId

@@ -32,6 +32,10 @@ STORAGE_QUEUES: Final = (IMPORT_CHUNKS_QUEUE, f"{IMPORT_CHUNKS_QUEUE}-poison")
 
 # Service Bus.
 FULFILLMENT_QUEUE: Final = "fulfillment"
+# Fulfillment messages that can never succeed, kept with their reason (docs/EVENTS.md).
+FULFILLMENT_PARKED_QUEUE: Final = "fulfillment-parked"
+# Every Service Bus queue the app uses (the local stack creates these).
+SERVICE_BUS_QUEUES: Final = (FULFILLMENT_QUEUE, FULFILLMENT_PARKED_QUEUE)
 
 # Key Vault secrets.
 PAYMENT_WEBHOOK_SECRET: Final = "payment-webhook-secret"  # noqa: S105 - a name, not a value

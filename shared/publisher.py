@@ -6,12 +6,14 @@ locally a key is accepted for a loopback topic endpoint only (see ``shared.confi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from shared.errors import DependencyUnavailableError
 
 EVENT_GRID = "Event Grid"
+_EVENTGRID_MODEL_LOGGER = "azure.eventgrid._legacy._generated._serialization"
 PUBLISH_RETRY_TOTAL = 2
 PUBLISH_TIMEOUT_SECONDS = 10
 
@@ -50,8 +52,10 @@ class EventGridPublisher:
         except ConfigurationError as error:
             # Without a topic the events wait in the outbox; the state change still stands.
             raise DependencyUnavailableError(EVENT_GRID, "not configured") from error
+        # Basic-topic clients ignore constructor options, so retry and timeout go per call; the
+        # SDK also offers those keywords to its CloudEvent model, which logs each as unknown.
+        logging.getLogger(_EVENTGRID_MODEL_LOGGER).setLevel(logging.ERROR)
         try:
-            # Basic-topic clients ignore constructor options: retry and timeout go per call.
             client.send(
                 cloud_events,
                 retry_total=PUBLISH_RETRY_TOTAL,

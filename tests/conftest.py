@@ -3,6 +3,7 @@
 - ``tests.fixtures.stack``: the local stack (Azurite, Cosmos stand-in) on free ports.
 - ``tests.fixtures.keyvault``: a local HTTPS server that speaks Key Vault's protocol.
 - ``tests.fixtures.eventgrid``: a local Event Grid topic endpoint that records events.
+- ``tests.fixtures.servicebus``: the Service Bus test broker on its own, on a free port.
 - ``tests.fixtures.host``: the local Functions host as a subprocess.
 - ``tests.fixtures.app``: the real app served by the local host against the local stack.
 """
@@ -11,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.stack",
     "tests.fixtures.keyvault",
     "tests.fixtures.eventgrid",
+    "tests.fixtures.servicebus",
     "tests.fixtures.host",
     "tests.fixtures.app",
 ]

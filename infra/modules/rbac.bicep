@@ -26,6 +26,9 @@ param serviceBusNamespaceName string
 @description('Service Bus queue for fulfillment commands.')
 param fulfillmentQueueName string
 
+@description('Service Bus queue for parked (poison) fulfillment commands.')
+param parkedQueueName string
+
 @description('Event Grid custom topic for order events.')
 param eventGridTopicName string
 
@@ -96,6 +99,11 @@ resource fulfillmentQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' ex
   name: fulfillmentQueueName
 }
 
+resource parkedQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = {
+  parent: serviceBus
+  name: parkedQueueName
+}
+
 resource topic 'Microsoft.EventGrid/topics@2025-02-15' existing = {
   name: eventGridTopicName
 }
@@ -156,6 +164,17 @@ resource appServiceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-
   scope: fulfillmentQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Fulfillment parks poison commands (send only: operators read the parked queue).
+resource appServiceBusParkedSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(parkedQueue.id, appPrincipalId, roles.serviceBusDataSender)
+  scope: parkedQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -14,6 +14,9 @@ param tags object = {}
 @description('Queue for fulfillment commands (shared/names.py FULFILLMENT_QUEUE).')
 param fulfillmentQueueName string
 
+@description('Queue where fulfillment parks commands that can never succeed, with their reason (shared/names.py FULFILLMENT_PARKED_QUEUE).')
+param parkedQueueName string
+
 @description('How long message ids are remembered for duplicate detection (ISO 8601 duration).')
 param duplicateDetectionWindow string = 'PT1H'
 
@@ -58,6 +61,23 @@ resource fulfillmentQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = 
   }
 }
 
+// A Python function cannot dead-letter its own message, so poison commands are copied here with
+// their reason at first delivery (docs/EVENTS.md). Kept long enough for an operator to act.
+resource parkedQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: namespace
+  name: parkedQueueName
+  properties: {
+    requiresDuplicateDetection: false
+    deadLetteringOnMessageExpiration: true
+    maxDeliveryCount: maxDeliveryCount
+    lockDuration: 'PT1M'
+    defaultMessageTimeToLive: 'P14D'
+    requiresSession: false
+    enablePartitioning: false
+    enableBatchedOperations: true
+  }
+}
+
 resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'to-log-analytics'
   scope: namespace
@@ -82,3 +102,4 @@ output name string = namespace.name
 // `https://<name>.servicebus.windows.net:443/` -> `<name>.servicebus.windows.net`
 output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '/')[2], ':')[0]
 output fulfillmentQueueName string = fulfillmentQueue.name
+output parkedQueueName string = parkedQueue.name

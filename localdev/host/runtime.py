@@ -5,6 +5,8 @@ Admin endpoints (keys are not required locally, as with ``func start``):
 - ``GET /admin/host/status``: ``{"id", "state", "version", "versionDetails", "processUptime"}``
   like the Functions host; ``state`` is ``Running`` once every source has started, which makes
   it the readiness check for scripts and tests.
+- ``POST /admin/functions/{name}`` with ``{"input": "..."}``: run a non-HTTP function on demand
+  (202); see :mod:`localdev.host.admin_invoke`.
 - ``GET /admin/functions`` and ``GET /admin/functions/{name}``: each function's name, bindings
   (``config``), trigger type, whether it is disabled, whether the local host delivers it and,
   for HTTP functions, ``invoke_url_template`` and the auth level.
@@ -22,6 +24,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
+from localdev.host.admin_invoke import OnDemandInvocations, is_on_demand_request
 from localdev.host.http_trigger import HttpTriggerSource
 from localdev.host.loader import IndexedFunction, LoadedApp
 from localdev.host.messages import HostRequest, HostResponse
@@ -76,6 +79,10 @@ class HostRuntime:
         self.state = "Default"
         self.host_id = f"localdev-{loaded.app_dir.name}".lower()[:32]
         self._created = time.monotonic()
+        self.on_demand = OnDemandInvocations()
+
+    def source_of(self, function_name: str) -> DeliverySource | None:
+        return self._source_of.get(function_name)
 
     @property
     def http_source(self) -> HttpTriggerSource | None:
@@ -104,6 +111,7 @@ class HostRuntime:
             except Exception:
                 logger.exception("Stopping the %s source failed", source.trigger_type)
         self._started.clear()
+        await self.on_demand.drain()
         await asyncio.to_thread(self.services.invoker.close)
         self.state = "Stopped"
 
@@ -169,6 +177,8 @@ class HostRuntime:
         return None
 
     async def handle(self, request: HostRequest) -> HostResponse:
+        if is_on_demand_request(request):
+            return await self.on_demand.handle(request, self)
         admin = self._admin(request)
         if admin is not None:
             return admin

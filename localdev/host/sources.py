@@ -40,7 +40,14 @@ from localdev.host.loader import IndexedFunction
 from localdev.host.messages import HostRequest, HostResponse
 from localdev.host.settings import HostJson
 
-BUILTIN_SOURCE_MODULES: Final[tuple[str, ...]] = ("localdev.host.http_trigger",)
+BUILTIN_SOURCE_MODULES: Final[tuple[str, ...]] = (
+    "localdev.host.http_trigger",
+    "localdev.host.timer_trigger",
+    "localdev.host.blob_trigger",
+    "localdev.host.queue_trigger",
+    "localdev.host.eventgrid_trigger",
+    "localdev.host.servicebus_trigger",
+)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ From a shell: ``python -m localdev.stack up | down | status`` (see ``__main__``)
 """
 
 from localdev.stack.processes import ServiceStartError, StackError
-from localdev.stack.services import AZURITE, COSMOS, SERVICE_NAMES
+from localdev.stack.services import AZURITE, COSMOS, SERVICE_NAMES, SERVICEBUS
 from localdev.stack.stack import (
     AZURITE_ACCOUNT,
     AZURITE_ACCOUNT_KEY,
@@ -26,6 +26,7 @@ __all__ = [
     "COSMOS",
     "COSMOS_EMULATOR_KEY",
     "IDEMPOTENCY_DEFAULT_TTL_SECONDS",
+    "SERVICEBUS",
     "SERVICE_NAMES",
     "LocalStack",
     "PortInUseError",

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import http.client
 import shutil
+import socket
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,8 @@ COSMOS_LAUNCHER = Path(__file__).resolve().parent / "cosmos_launcher.js"
 
 AZURITE = "azurite"
 COSMOS = "cosmos"
-SERVICE_NAMES = (AZURITE, COSMOS)
+SERVICEBUS = "servicebus"
+SERVICE_NAMES = (AZURITE, COSMOS, SERVICEBUS)
 
 _PROBE_TIMEOUT_SECONDS = 1.0
 
@@ -137,4 +140,39 @@ def cosmos_spec(port: int) -> ServiceSpec:
         ports={"cosmos": port},
         log_markers=(f"listening on https://127.0.0.1:{port}/",),
         probe=lambda: _cosmos_answers(port),
+    )
+
+
+def amqp_answers(port: int) -> bool:
+    """An AMQP 1.0 server answers the SASL protocol header with its own SASL header."""
+    header = b"AMQP\x03\x01\x00\x00"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=_PROBE_TIMEOUT_SECONDS) as sock:
+            sock.sendall(header)
+            return sock.recv(8) == header
+    except OSError:
+        return False
+
+
+def servicebus_spec(port: int, queues: tuple[str, ...]) -> ServiceSpec:
+    """The Service Bus test broker (``localdev.servicebus``), run with this interpreter."""
+    from localdev.servicebus import READY_MARKER
+
+    return ServiceSpec(
+        name=SERVICEBUS,
+        argv=(
+            sys.executable,
+            "-c",  # importable from any working directory
+            f"import sys; sys.path.insert(0, {str(LOCALDEV_DIR.parent)!r}); "
+            "from localdev.servicebus.__main__ import main; sys.exit(main())",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--queues",
+            *queues,
+        ),
+        ports={"servicebus": port},
+        log_markers=(f"{READY_MARKER}127.0.0.1:{port}",),
+        probe=lambda: amqp_answers(port),
     )

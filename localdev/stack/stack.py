@@ -5,6 +5,10 @@ without leaving a process behind.
 The Cosmos stand-in keeps its data in memory: restarting it (``start_service("cosmos")``)
 loses every item, and the stack provisions the database and containers again if it had
 provisioned them before. Azurite keeps its data on disk under the work directory.
+
+The Service Bus test broker (``localdev.servicebus``) creates the app's queues
+(``shared.names.SERVICE_BUS_QUEUES``) when it starts and keeps messages in memory only:
+``stop_service("servicebus")`` loses every message in its queues and dead-letter queues.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from localdev.stack.processes import (
     port_is_free,
     read_cmdline,
 )
-from localdev.stack.services import AZURITE, COSMOS, SERVICE_NAMES, ServiceSpec
+from localdev.stack.services import AZURITE, COSMOS, SERVICE_NAMES, SERVICEBUS, ServiceSpec
 from localdev.stack.state import (
     RecordedService,
     StackState,
@@ -63,6 +67,7 @@ class StackPorts:
     queue: int = 10001
     table: int = 10002
     cosmos: int = 8081
+    servicebus: int = 5672
 
     @classmethod
     def standard(cls) -> StackPorts:
@@ -70,14 +75,16 @@ class StackPorts:
 
     @classmethod
     def free(cls) -> StackPorts:
-        blob, queue, table, cosmos = free_ports(4)
-        return cls(blob=blob, queue=queue, table=table, cosmos=cosmos)
+        blob, queue, table, cosmos, servicebus = free_ports(5)
+        return cls(blob=blob, queue=queue, table=table, cosmos=cosmos, servicebus=servicebus)
 
     def for_service(self, name: str) -> dict[str, int]:
         if name == AZURITE:
             return {"blob": self.blob, "queue": self.queue, "table": self.table}
         if name == COSMOS:
             return {"cosmos": self.cosmos}
+        if name == SERVICEBUS:
+            return {"servicebus": self.servicebus}
         raise ValueError(f"unknown service {name!r}; expected one of {SERVICE_NAMES}")
 
 
@@ -139,6 +146,13 @@ class LocalStack:
             f"TableEndpoint={base}:{self.ports.table}/{AZURITE_ACCOUNT};"
         )
 
+    @property
+    def servicebus_connection_string(self) -> str:
+        """The local broker, as the SDK and the Functions host reach the Service Bus emulator."""
+        from localdev.servicebus import connection_string
+
+        return connection_string(self.ports.servicebus)
+
     def app_settings(self) -> dict[str, str]:
         """The app settings that point the app at this stack."""
         return {
@@ -148,6 +162,7 @@ class LocalStack:
             "COSMOS_DATABASE": names.COSMOS_DATABASE_DEFAULT,
             "ImportsStorage": self.storage_connection_string,
             "AzureWebJobsStorage": self.storage_connection_string,
+            "ServiceBusConnection": self.servicebus_connection_string,
         }
 
     def log_path(self, name: str) -> Path:
@@ -232,6 +247,8 @@ class LocalStack:
             return services.azurite_spec(
                 self.ports.blob, self.ports.queue, self.ports.table, data_dir
             )
+        if name == SERVICEBUS:
+            return services.servicebus_spec(self.ports.servicebus, names.SERVICE_BUS_QUEUES)
         return services.cosmos_spec(self.ports.cosmos)
 
     def _wait_until_ready(self, specs: list[ServiceSpec]) -> None:

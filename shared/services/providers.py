@@ -7,10 +7,16 @@ from functools import cache
 
 from shared.publisher import EventPublisher
 from shared.repositories.orders import OrderRepository
+from shared.services.event_routing import EventRouter
+from shared.services.expiry import OrderExpiryService
+from shared.services.fulfillment import FulfillmentService
+from shared.services.fulfillment_messages import ParkingLot
+from shared.services.import_pipeline import ImportPipeline
 from shared.services.imports import ImportStatusService
 from shared.services.inventory import InventoryService
 from shared.services.orders import OrderService
 from shared.services.payments import PaymentService
+from shared.services.reports import DailySalesReportService
 
 
 @cache
@@ -36,6 +42,24 @@ def import_status_service() -> ImportStatusService:
 
 
 @cache
+def import_pipeline() -> ImportPipeline:
+    from shared.repositories.import_runs import CosmosImportRunRepository
+    from shared.repositories.import_storage import (
+        AzureChunkQueue,
+        AzureImportFiles,
+        AzureReportBlob,
+    )
+
+    return ImportPipeline(
+        CosmosImportRunRepository(),
+        AzureImportFiles(),
+        AzureReportBlob(),
+        AzureChunkQueue(),
+        order_service,
+    )
+
+
+@cache
 def payment_service() -> PaymentService:
     from shared.repositories.idempotency import CosmosIdempotencyStore
     from shared.secrets import get_secret_store
@@ -52,9 +76,72 @@ def outbox_relay() -> tuple[OrderRepository, EventPublisher]:
     return CosmosOrderRepository(), EventGridPublisher()
 
 
+@cache
+def order_expiry_service() -> OrderExpiryService:
+    from datetime import timedelta
+
+    from shared.config import get_settings
+    from shared.publisher import EventGridPublisher
+    from shared.repositories.order_scans import CosmosOrderScans
+    from shared.repositories.orders import CosmosOrderRepository
+
+    repository = CosmosOrderRepository()
+    publisher = EventGridPublisher()
+    return OrderExpiryService(
+        OrderService(repository, publisher),
+        repository,
+        CosmosOrderScans(),
+        publisher,
+        payment_timeout=timedelta(minutes=get_settings().payment_timeout_minutes),
+    )
+
+
+@cache
+def daily_sales_report_service() -> DailySalesReportService:
+    from shared.repositories.order_scans import CosmosOrderScans
+    from shared.repositories.reports import BlobReportStore
+
+    return DailySalesReportService(CosmosOrderScans(), BlobReportStore())
+
+
+@cache
+def fulfillment_service() -> FulfillmentService:
+    from shared.publisher import EventGridPublisher
+    from shared.repositories.orders import CosmosOrderRepository
+    from shared.repositories.reservations import CosmosStockReservations
+
+    repository = CosmosOrderRepository()
+    publisher = EventGridPublisher()
+    return FulfillmentService(
+        OrderService(repository, publisher), repository, publisher, CosmosStockReservations()
+    )
+
+
+@cache
+def fulfillment_parking() -> ParkingLot:
+    from shared.names import FULFILLMENT_PARKED_QUEUE
+    from shared.services.fulfillment_messages import ServiceBusParkingLot
+
+    return ServiceBusParkingLot(FULFILLMENT_PARKED_QUEUE)
+
+
+@cache
+def event_router() -> EventRouter:
+    from shared.config import get_settings
+    from shared.services.event_routing import ServiceBusCommandSender
+
+    return EventRouter(ServiceBusCommandSender(get_settings().fulfillment_queue))
+
+
 def reset_services() -> None:
+    fulfillment_service.cache_clear()
+    fulfillment_parking.cache_clear()
+    event_router.cache_clear()
+    order_expiry_service.cache_clear()
+    daily_sales_report_service.cache_clear()
     order_service.cache_clear()
     inventory_service.cache_clear()
     import_status_service.cache_clear()
+    import_pipeline.cache_clear()
     payment_service.cache_clear()
     outbox_relay.cache_clear()

@@ -34,6 +34,7 @@ def test_ready_when_every_dependency_answers(app_host: HostProcess) -> None:
     assert body["checks"]["cosmos"]["status"] == "up"
     assert body["checks"]["storage"]["status"] == "up"
     assert body["checks"]["keyVault"] == {"status": "not_configured"}
+    assert body["checks"]["serviceBus"]["status"] == "up"
 
 
 def _assert_no_details(body: object) -> None:
@@ -74,3 +75,27 @@ def test_readiness_is_503_naming_storage_while_azurite_is_down(isolated_app: Iso
     finally:
         stack.start_service("azurite")
     assert host.request("GET", "/api/health/ready", timeout=20).status == 200
+
+
+def test_readiness_is_503_naming_service_bus_while_the_broker_is_down(
+    isolated_app: IsolatedApp,
+) -> None:
+    host, stack = isolated_app.host, isolated_app.stack
+    assert (
+        host.request("GET", "/api/health/ready", timeout=20).json()["checks"]["serviceBus"][
+            "status"
+        ]
+        == "up"
+    )
+    stack.stop_service("servicebus")
+    try:
+        response = host.request("GET", "/api/health/ready", timeout=20)
+        assert response.status == 503
+        body = response.json()
+        assert body["checks"]["serviceBus"]["status"] == "down"
+        assert body["checks"]["cosmos"]["status"] == "up"
+        _assert_no_details(body)
+    finally:
+        stack.start_service("servicebus")
+    response = host.request("GET", "/api/health/ready", timeout=20)
+    assert response.status == 200, response.body

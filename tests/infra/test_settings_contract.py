@@ -21,9 +21,6 @@ LOCAL_ONLY = {"COSMOS_KEY", "EVENTGRID_TOPIC_KEY"}
 OPTIONAL_IN_AZURE = {"ORDERFLOW_VERSION"}
 # Azure only: the client id of the user-assigned identity; locally the developer's sign-in is used.
 AZURE_ONLY = {"AZURE_CLIENT_ID"}
-# Settings whose features have not reached the local stack yet. Each must still be missing from
-# the sample (test_pending_sample_entries_are_still_missing): when one is added, drop it here.
-PENDING_IN_SAMPLE = {"ServiceBusConnection", "EVENTGRID_TOPIC_ENDPOINT", "EVENTGRID_TOPIC_KEY"}
 # The connection aliases are not set under their own name in Azure (that would be a connection
 # string) but through identity-based settings.
 CONNECTION_ALIASES = {STORAGE_CONNECTION, SERVICE_BUS_CONNECTION}
@@ -177,17 +174,7 @@ def test_no_key_connection_string_or_secret_in_settings_or_outputs() -> None:
         (app_facts.settings_aliases() | app_facts.secret_stand_ins())
         - AZURE_ONLY
         - OPTIONAL_IN_AZURE
-        - PENDING_IN_SAMPLE
     ),
 )
 def test_setting_read_by_the_app_is_in_the_local_sample(setting: str) -> None:
     assert setting in app_facts.local_sample(), f"add {setting} to local.settings.json.sample"
-
-
-@pytest.mark.parametrize("setting", sorted(PENDING_IN_SAMPLE))
-def test_pending_sample_entries_are_still_missing(setting: str) -> None:
-    """Keeps PENDING_IN_SAMPLE honest: once the sample has the setting, remove it from the set."""
-    assert setting in app_facts.settings_aliases(), f"{setting} is no longer read by the app"
-    assert setting not in app_facts.local_sample(), (
-        f"{setting} is in the sample now: remove it from PENDING_IN_SAMPLE"
-    )

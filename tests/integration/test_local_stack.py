@@ -23,6 +23,7 @@ from localdev.stack import (
     COSMOS,
     COSMOS_EMULATOR_KEY,
     IDEMPOTENCY_DEFAULT_TTL_SECONDS,
+    SERVICE_NAMES,
     LocalStack,
     PortInUseError,
     ServiceStartError,
@@ -226,7 +227,7 @@ def test_a_service_that_fails_to_start_is_named_with_its_log_and_nothing_is_left
 def test_stop_leaves_no_process(own_stack: LocalStack) -> None:
     # Runs last in this module: it ends the private stack.
     pids = list(own_stack.pids().values())
-    assert len(pids) == 2
+    assert len(pids) == len(SERVICE_NAMES)
 
     own_stack.stop()
     own_stack.stop()  # idempotent
@@ -293,7 +294,7 @@ def test_cli_up_status_down_round_trip(tmp_path: Path) -> None:
         settings = json.loads(output[output.index("{") : output.rindex("}") + 1])
         assert settings["ORDERFLOW_ENVIRONMENT"] == "local"
         pids = _recorded_pids(tmp_path)
-        assert len(pids) == 2
+        assert len(pids) == len(SERVICE_NAMES)
 
         status = _cli("status", "--workdir", str(tmp_path))
         assert status.returncode == 0, status.stdout + status.stderr

@@ -1,0 +1,150 @@
+"""Import file throughput and memory: prints figures, asserts nothing.
+
+    .venv/bin/python benchmarks/imports.py [--rows 1000000]
+
+1. rows per second for parse + validate + chunk of an N-row CSV (default 1,000,000), beside a
+   bare ``csv.reader`` pass over the same file in the same run (goal: at most 3x the bare pass);
+2. peak memory of parse + validate + chunk for 10,000 and N rows, each in a fresh process
+   (goal: a difference under 64 MiB, i.e. memory does not follow the file size);
+3. queue messages per 10,000 rows.
+
+The file is generated on disk (two lines per order, 5,000 customers, 200 SKUs) and read in
+4 MiB blocks, as the pipeline reads the blob.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BLOCK = 4 * 1024 * 1024
+HEADER = "external_id,customer_id,sku,quantity,unit_price,currency\n"
+
+
+def generate(path: Path, rows: int) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER)
+        for i in range(rows):
+            order = i // 2
+            out.write(
+                f"EXT-{order:08d},cust-{order % 5000:05d},SKU-{i % 200:04d},"
+                f"{1 + i % 7},{(i * 37) % 100000 / 100:.2f},EUR\n"
+            )
+
+
+def blocks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while block := source.read(BLOCK):
+            yield block
+
+
+def bare_pass(path: Path) -> float:
+    started = time.perf_counter()
+    with path.open(encoding="utf-8", newline="") as source:
+        for _ in csv.reader(source):
+            pass
+    return time.perf_counter() - started
+
+
+def pipeline_pass(path: Path) -> tuple[float, int, int]:
+    from shared.services.import_files import (
+        ChunkEnvelope,
+        ChunkWriter,
+        FileFormat,
+        ImportScanner,
+    )
+
+    messages = 0
+
+    def send(message: str) -> None:
+        nonlocal messages
+        messages += 1
+
+    writer = ChunkWriter(ChunkEnvelope(path.name, "bench"), send)
+    started = time.perf_counter()
+    counts = ImportScanner(FileFormat.CSV, writer.add, lambda rejection: None).scan(blocks(path))
+    writer.close()
+    elapsed = time.perf_counter() - started
+    return elapsed, counts.accepted, messages
+
+
+def peak_memory_child(rows: int) -> None:
+    """Run in a subprocess: generate, scan, print the peak RSS (MiB) as JSON."""
+    import resource
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "bench.csv"
+        generate(path, rows)
+        import shared.services.import_files  # noqa: F401 - imports before the baseline
+
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        _, accepted, messages = pipeline_pass(path)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "peak_mib": peak,
+                "before_mib": before,
+                "accepted": accepted,
+                "messages": messages,
+            }
+        )
+    )
+
+
+def measure_memory(rows: int) -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(rows)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--memory-child", type=int, default=None)
+    args = parser.parse_args()
+    if args.memory_child is not None:
+        peak_memory_child(args.memory_child)
+        return
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "bench.csv"
+        generate(path, args.rows)
+        size_mib = path.stat().st_size / 2**20
+        bare = bare_pass(path)
+        elapsed, accepted, _ = pipeline_pass(path)
+    print(f"file: {args.rows:,} rows, {size_mib:.1f} MiB")
+    print(f"bare csv.reader:              {args.rows / bare:12,.0f} rows/s ({bare:.2f} s)")
+    print(f"parse + validate + chunk:     {args.rows / elapsed:12,.0f} rows/s ({elapsed:.2f} s)")
+    print(f"ratio to the bare pass:       {elapsed / bare:12.2f}x (goal <= 3x)")
+    print(f"rows accepted:                {accepted:12,}")
+    small = measure_memory(10_000)
+    large = measure_memory(args.rows)
+    print(f"peak RSS, 10,000 rows:        {small['peak_mib']:12.1f} MiB")
+    print(f"peak RSS, {args.rows:,} rows: {large['peak_mib']:10.1f} MiB")
+    print(
+        f"difference:                   {large['peak_mib'] - small['peak_mib']:12.1f} MiB "
+        "(goal < 64 MiB)"
+    )
+    print(f"queue messages per 10,000 rows: {small['messages'] * 10_000 / 10_000:10.1f}")
+    print(f"queue messages, {args.rows:,} rows: {large['messages']:,.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Blob and queue access for imports: read an uploaded file in ranges, write the rejected-rows
+report as blocks, send chunks to the storage queue. Streams; never holds a whole file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from shared.names import IMPORT_CHUNKS_QUEUE, IMPORTS_BLOB_CONTAINER, REJECTED_ROWS_BLOB_CONTAINER
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient
+
+# One ranged GET per 4 MiB: memory per read is one range, however large the file.
+READ_RANGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BlobVersion:
+    size: int
+    etag: str
+
+
+class VersionChangedError(Exception):
+    """The blob was overwritten while it was being read: a newer upload supersedes this run."""
+
+
+class ImportFiles(Protocol):
+    def version(self, name: str) -> BlobVersion | None: ...
+
+    def read(self, name: str, version: BlobVersion) -> Iterator[bytes]: ...
+
+
+class ReportBlob(Protocol):
+    """The rejected-rows report: an append blob, so the file pass and every chunk can add
+    lines concurrently, each append atomic."""
+
+    def create(self, name: str, header: bytes) -> None: ...
+
+    def append(self, name: str, data: bytes) -> None: ...
+
+
+class ChunkQueue(Protocol):
+    def send(self, message: str) -> None: ...
+
+
+def report_name(import_id: str) -> str:
+    return f"{import_id}.csv"
+
+
+def report_location(import_id: str) -> str:
+    return f"{REJECTED_ROWS_BLOB_CONTAINER}/{report_name(import_id)}"
+
+
+class AzureImportFiles:
+    def version(self, name: str) -> BlobVersion | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        from shared.clients import get_blob_service
+
+        client = get_blob_service().get_blob_client(IMPORTS_BLOB_CONTAINER, name)
+        try:
+            properties = client.get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return BlobVersion(int(properties.size), str(properties.etag))
+
+    def read(self, name: str, version: BlobVersion) -> Iterator[bytes]:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        from shared.clients import get_blob_service
+
+        client = get_blob_service().get_blob_client(IMPORTS_BLOB_CONTAINER, name)
+        offset = 0
+        while offset < version.size:
+            length = min(READ_RANGE_BYTES, version.size - offset)
+            try:
+                data = client.download_blob(
+                    offset=offset,
+                    length=length,
+                    etag=version.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                    max_concurrency=1,
+                ).readall()
+            except ResourceModifiedError:
+                raise VersionChangedError(name) from None
+            if not data:
+                return
+            offset += len(data)
+            yield data
+
+
+class AzureReportBlob:
+    def _client(self, name: str) -> BlobClient:
+        from shared.clients import get_blob_service
+
+        return get_blob_service().get_blob_client(REJECTED_ROWS_BLOB_CONTAINER, name)
+
+    def create(self, name: str, header: bytes) -> None:
+        from azure.storage.blob import ContentSettings
+
+        client = self._client(name)
+        client.create_append_blob(
+            content_settings=ContentSettings(content_type="text/csv; charset=utf-8")
+        )
+        client.append_block(header, length=len(header))
+
+    def append(self, name: str, data: bytes) -> None:
+        self._client(name).append_block(data, length=len(data))
+
+
+class AzureChunkQueue:
+    def send(self, message: str) -> None:
+        from shared.clients import get_queue
+
+        get_queue(IMPORT_CHUNKS_QUEUE).send_message(message)

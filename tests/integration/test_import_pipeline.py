@@ -1,0 +1,82 @@
+"""The import pipeline on the real Cosmos stand-in and Azurite: redelivered and stale chunks
+never change the counts (rows read = accepted + rejected)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from shared.clients import get_blob_service, get_container
+from shared.names import IMPORTS_BLOB_CONTAINER, ORDERS_CONTAINER
+from shared.publisher import EventGridPublisher
+from shared.repositories.import_runs import CosmosImportRunRepository
+from shared.repositories.import_storage import AzureImportFiles, AzureReportBlob
+from shared.repositories.orders import CosmosOrderRepository
+from shared.services.import_pipeline import ChunkOutcome, FileOutcome, ImportPipeline
+from shared.services.orders import OrderService
+from tests.fixtures.eventgrid import EventGridSink
+
+pytestmark = pytest.mark.integration
+
+
+class ListQueue:
+    """Keeps the chunks (the shared queue belongs to the session's running app)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def send(self, message: str) -> None:
+        self.messages.append(message)
+
+
+def test_redelivered_and_stale_chunks_keep_counts_exact(
+    app_settings: dict[str, str], events: EventGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in events.app_settings().items():
+        monkeypatch.setenv(name, value)
+    queue = ListQueue()
+    service = OrderService(CosmosOrderRepository(), EventGridPublisher())
+    pipeline = ImportPipeline(
+        CosmosImportRunRepository(),
+        AzureImportFiles(),
+        AzureReportBlob(),
+        queue,
+        lambda: service,
+        max_chunk_bytes=1000,
+    )
+    customer = f"c-{uuid.uuid4().hex[:10]}"
+    name = f"redelivery-{uuid.uuid4().hex[:8]}.csv"
+    rows = "".join(f"E{i},{customer},SKU-{i % 3},1,2.00,EUR\n" for i in range(40))
+    data = ("external_id,customer_id,sku,quantity,unit_price,currency\n" + rows).encode()
+    data += f"E9,{customer},=x,1,1,EUR\n".encode()
+    get_blob_service().get_blob_client(IMPORTS_BLOB_CONTAINER, name).upload_blob(
+        data, overwrite=True
+    )
+
+    assert pipeline.import_file(name) is FileOutcome.SENT
+    first_run = list(queue.messages)
+    assert len(first_run) > 1
+    assert pipeline.process_chunk(first_run[0]) is ChunkOutcome.APPLIED
+    assert pipeline.process_chunk(first_run[0]) is ChunkOutcome.DUPLICATE
+    # A retried file pass starts a new run: the old run's chunks no longer count.
+    assert pipeline.import_file(name) is FileOutcome.SENT
+    second_run = queue.messages[len(first_run) :]
+    assert pipeline.process_chunk(first_run[1]) is ChunkOutcome.STALE
+    for message in second_run + second_run:
+        pipeline.process_chunk(message)
+
+    status = CosmosImportRunRepository().read(name)
+    assert status is not None
+    document = status.document
+    assert document["state"] == "completed"
+    assert (document["rowsRead"], document["accepted"], document["rejected"]) == (41, 40, 1)
+    assert document["chunksDone"] == document["chunksTotal"] == len(second_run)
+    ids = [
+        item["id"]
+        for item in get_container(ORDERS_CONTAINER).query_items(
+            "SELECT c.id FROM c", partition_key=customer
+        )
+    ]
+    assert len(ids) == len(set(ids)) == 40  # each order once, whatever was redelivered
+    assert pipeline.import_file(name) is FileOutcome.SKIPPED  # this version is done
