@@ -34,10 +34,27 @@ STOP_GRACE_SECONDS = 10.0
 
 
 def ensure_local_settings(app_dir: Path) -> Path:
+    """Create local.settings.json from the sample, or warn about settings it lacks (a copy made
+    before the sample gained them) so a stale file does not silently disable a feature."""
     settings = app_dir / "local.settings.json"
+    sample = app_dir / "local.settings.json.sample"
     if not settings.exists():
-        shutil.copyfile(app_dir / "local.settings.json.sample", settings)
+        shutil.copyfile(sample, settings)
         print(f"created {settings.name} from the sample", flush=True)
+        return settings
+    try:
+        have = set(json.loads(settings.read_text()).get("Values", {}))
+        want = set(json.loads(sample.read_text()).get("Values", {}))
+    except (OSError, ValueError) as error:
+        print(f"warning: cannot read {settings.name}: {error}", file=sys.stderr, flush=True)
+        return settings
+    if missing := sorted(want - have):
+        print(
+            f"warning: {settings.name} lacks {', '.join(missing)}; copy them from "
+            f"{sample.name} (or delete {settings.name} to recreate it)",
+            file=sys.stderr,
+            flush=True,
+        )
     return settings
 
 
