@@ -4,7 +4,8 @@ into queue-sized chunks. Pure: no I/O, no SDKs; the pipeline feeds it blocks of 
 - Formats: CSV (``external_id,customer_id,sku,quantity,unit_price,currency``; consecutive rows
   with the same ``external_id`` are the lines of one order) and JSON Lines (one order a line:
   the ``POST`` body plus ``externalId`` and ``customerId``).
-- Memory is bounded by the largest line (:data:`MAX_LINE_CHARS`), the report buffer and the
+- Memory is bounded by the largest line (:data:`MAX_LINE_CHARS`), the report buffer, one
+  batch of CSV orders (about :data:`BATCH_ROWS` rows, validated with one pydantic call) and the
   set of order keys seen (8 bytes per order, see :class:`FingerprintSet`), never by the file.
 - Whole-file rejections (:class:`FileRejectedError`) are decided on the first block, before any
   order is emitted: empty, binary, UTF-16, not UTF-8, wrong CSV header, header only. Anything
@@ -25,9 +26,11 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
+from json.encoder import encode_basestring
 from typing import Any, Final
 
-from pydantic import Field, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from shared.models import Identifier, OrderDraft
 
@@ -44,6 +47,8 @@ MAX_CHUNK_BYTES: Final = 48_000
 MAX_QUEUE_MESSAGE_BYTES: Final = 64 * 1024
 FORMULA_PREFIXES: Final = ("=", "+", "-", "@")
 _OVERLONG: Final = "\x00\n"  # stands in for a line longer than MAX_LINE_CHARS
+# CSV orders are validated in batches of about this many rows (one pydantic call a batch).
+BATCH_ROWS: Final = 1024
 _JSON_TO_CSV: Final = {
     "externalId": "external_id",
     "customerId": "customer_id",
@@ -96,12 +101,20 @@ class ImportedOrder:
 
     def fragment(self) -> str:
         """The order as it travels in a chunk: ``[customerId, externalId, currency, rows,
-        [[sku, quantity, unitPrice], ...]]`` (compact: more orders per message)."""
-        lines = [[line.sku, line.quantity, str(line.unit_price)] for line in self.draft.lines]
-        return json.dumps(
-            [self.customer_id, self.external_id, self.draft.currency, list(self.rows), lines],
-            separators=(",", ":"),
-            ensure_ascii=False,
+        [[sku, quantity, unitPrice], ...]]`` (compact: more orders per message).
+
+        The same text as ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)``,
+        written directly: strings are quoted by the encoder ``json.dumps`` uses, numbers are
+        ints."""
+        quote = encode_basestring
+        lines = ",".join(
+            f"[{quote(line.sku)},{line.quantity},{quote(str(line.unit_price))}]"
+            for line in self.draft.lines
+        )
+        rows = ",".join(map(str, self.rows))
+        return (
+            f"[{quote(self.customer_id)},{quote(self.external_id)},"
+            f"{quote(self.draft.currency)},[{rows}],[{lines}]]"
         )
 
 
@@ -256,21 +269,20 @@ _Record = tuple[int, list[str] | None, str | None]
 
 def _csv_records(reader: Iterator[list[str]]) -> Iterator[_Record]:
     """(start row, fields or None, CSV error) for every non-blank record."""
-    line_num = getattr(reader, "line_num", 0)
-    end = line_num
+    end = getattr(reader, "line_num", 0)
     while True:
         try:
-            record = next(reader)
-        except StopIteration:
-            return
+            for record in reader:
+                start, end = end + 1, getattr(reader, "line_num", end + 1)
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue  # a blank line is not a row
+                yield start, record, None
         except csv.Error as error:
+            # The reader goes on with the next line after an error.
             start, end = end + 1, getattr(reader, "line_num", end + 1)
             yield start, None, f"malformed CSV: {error}"
             continue
-        start, end = end + 1, getattr(reader, "line_num", end + 1)
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue  # a blank line is not a row
-        yield start, record, None
+        return
 
 
 def _check_header(first: _Record | None) -> None:
@@ -304,6 +316,58 @@ def _text_problem(name: str, value: str) -> str | None:
     if not value.isascii() and _has_surrogates(value):
         return f"{name} is not valid UTF-8"
     return None
+
+
+def _row_problem(record: list[str]) -> str | None:
+    """Checks of one well-formed CSV record before the models see it."""
+    for index in (0, 1, 2, 5):
+        problem = _text_problem(CSV_HEADER[index], record[index])
+        if problem is not None:
+            return problem
+    for index in (3, 4):
+        value = record[index]
+        if len(value) > 32:
+            return f"{CSV_HEADER[index]} is longer than 32 characters"
+        if not value.isascii() and _has_surrogates(value):
+            return f"{CSV_HEADER[index]} is not valid UTF-8"
+    quantity = record[3].strip()
+    if not (quantity.isascii() and quantity.isdigit()):
+        return f"quantity {record[3][:32]!r} is not a whole number"
+    return None
+
+
+def _all_rows_pass(records: list[list[str]]) -> bool:
+    """True only if :func:`_row_problem` finds nothing in any of ``records`` (six fields
+    each): the same checks, done on whole columns at once. False means "check each row";
+    it may be a false alarm (a field containing a newline followed by a formula prefix)."""
+    if not records:
+        return True
+    ids, customers, skus, quantities, prices, currencies = zip(*records, strict=True)
+    texts = (ids, customers, skus, currencies)
+    text = "\n".join(itertools.chain.from_iterable(texts))
+    numbers = (quantities, prices)
+    stripped = [quantity.strip() for quantity in quantities]
+    digits = "".join(stripped)
+    return (
+        text.isascii()  # ASCII: no surrogates, no non-ASCII digits
+        and "\x00" not in text
+        and not text.startswith(FORMULA_PREFIXES)
+        and not any(f"\n{prefix}" in text for prefix in FORMULA_PREFIXES)
+        and max(map(len, itertools.chain.from_iterable(texts))) <= MAX_FIELD_CHARS
+        and max(map(len, itertools.chain.from_iterable(numbers))) <= 32
+        and "".join(itertools.chain.from_iterable(numbers)).isascii()
+        and all(stripped)
+        and digits.isascii()
+        and digits.isdigit()
+    )
+
+
+@cache
+def _orders_adapter() -> TypeAdapter[list[tuple[str, str, OrderDraft]]]:
+    """Validates a batch of CSV orders in one call, as ``(externalId, customerId, draft)``:
+    the fields of :class:`ImportedOrderIn`, so an order passes exactly when the model
+    accepts it (the model, used on failures, words the reason)."""
+    return TypeAdapter(list[tuple[Identifier, Identifier, OrderDraft]])
 
 
 def _model_reason(
@@ -345,6 +409,8 @@ class ImportScanner:
         self._on_rejection = on_rejection
         self.counts = ScanCounts()
         self._seen = FingerprintSet()
+        self._batch: list[_CsvGroup] = []  # ended CSV orders not yet judged
+        self._batch_rows = 0
 
     def scan(self, blocks: Iterable[bytes]) -> ScanCounts:
         text = _text(_sniff(blocks))
@@ -379,7 +445,7 @@ class ImportScanner:
             counts.rows_read += 1
             if record is None:
                 group = self._switch_group(group, "")
-                group.add_bad(start, "", error or "malformed CSV")
+                group.add_bad(start, error or "malformed CSV")
                 continue
             external_id = record[0]
             if external_id != group.external_id:
@@ -390,59 +456,79 @@ class ImportScanner:
                     if any("\x00" in cell for cell in record)
                     else f"expected {CSV_COLUMNS} columns, found {len(record)}"
                 )
-                group.add_bad(start, external_id, reason)
+                group.add_bad(start, reason)
                 continue
-            group.add(start, record, self._row_problem(record))
-        self._finish_group(group)
-
-    def _row_problem(self, record: list[str]) -> str | None:
-        for index in (0, 1, 2, 5):
-            problem = _text_problem(CSV_HEADER[index], record[index])
-            if problem is not None:
-                return problem
-        for index in (3, 4):
-            value = record[index]
-            if len(value) > 32:
-                return f"{CSV_HEADER[index]} is longer than 32 characters"
-            if not value.isascii() and _has_surrogates(value):
-                return f"{CSV_HEADER[index]} is not valid UTF-8"
-        quantity = record[3].strip()
-        if not (quantity.isascii() and quantity.isdigit()):
-            return f"quantity {record[3][:32]!r} is not a whole number"
-        return None
+            group.rows.append(start)
+            group.records.append(record)
+        self._switch_group(group, "")
+        self._finish_batch()
 
     def _switch_group(self, group: _CsvGroup, external_id: str) -> _CsvGroup:
-        self._finish_group(group)
+        """End ``group`` (it joins the batch) and start the group of ``external_id``."""
+        if group.rows:
+            self._batch.append(group)
+            self._batch_rows += len(group.rows)
+            if self._batch_rows >= BATCH_ROWS:
+                self._finish_batch()
         return _CsvGroup(external_id)
 
-    def _finish_group(self, group: _CsvGroup) -> None:
-        if not group.rows:
+    def _finish_batch(self) -> None:
+        """Judge the batch's orders in file order: row checks, order checks, then one
+        validation call for the orders that are left."""
+        batch, self._batch, self._batch_rows = self._batch, [], 0
+        if not batch:
             return
+        if not _all_rows_pass([record for group in batch for record in group.records if record]):
+            for group in batch:
+                for row, record in zip(group.rows, group.records, strict=True):
+                    problem = _row_problem(record) if record else None
+                    if problem is not None:
+                        group.bad.setdefault(row, problem)
+        verdicts = [self._judge(group) for group in batch]
+        results = iter(_validate_orders([v for v in verdicts if not isinstance(v, list)]))
+        for group, verdict in zip(batch, verdicts, strict=True):
+            external_id = group.external_id or ""
+            if isinstance(verdict, list):
+                for row, reason in verdict:
+                    self._reject(row, external_id, reason)
+                continue
+            result = next(results)
+            rows = tuple(group.rows)
+            if isinstance(result, ValidationError):
+                bad_row, reason = _model_reason(result, rows, csv_names=True)
+                for row in rows:
+                    self._reject(
+                        row,
+                        external_id,
+                        reason
+                        if row == bad_row
+                        else f"order rejected with its invalid row {bad_row}",
+                    )
+                continue
+            valid_id, customer_id, draft = result
+            self._accept(ImportedOrder(customer_id, valid_id, draft, rows))
+
+    def _judge(self, group: _CsvGroup) -> list[tuple[int, str]] | _OrderInput:
+        """The rejected rows of an order with their reasons, or the order to validate."""
         external_id = group.external_id or ""
-        rows = tuple(row for row, _ in group.rows)
+        rows = group.rows
         new = self._seen.add(external_id) if external_id else True
         if group.bad:
-            reasons = dict(reversed(group.bad))  # the first reason of each bad row
-            first_bad = group.bad[0][0]
-            for row in rows:
-                self._reject(
-                    row,
-                    external_id,
-                    reasons.get(row, f"order rejected with its invalid row {first_bad}"),
-                )
-            return
+            first_bad = min(group.bad)  # the first bad row: rows are in file order
+            fallback = f"order rejected with its invalid row {first_bad}"
+            return [(row, group.bad.get(row, fallback)) for row in rows]
         if not new:
-            for row in rows:
-                self._reject(
+            return [
+                (
                     row,
-                    external_id,
                     "split order: rows of this external_id appeared earlier and are not "
                     "consecutive (duplicate or split order)",
                 )
-            return
-        records = [record for _, record in group.rows]
+                for row in rows
+            ]
+        records = group.records
         first = records[0]
-        for row, record in group.rows[1:]:
+        for row, record in zip(rows[1:], records[1:], strict=True):
             mismatch = (
                 "customer_id"
                 if record[1] != first[1]
@@ -451,41 +537,24 @@ class ImportScanner:
                 else None
             )
             if mismatch is not None:
-                for other in rows:
-                    self._reject(
+                return [
+                    (
                         other,
-                        external_id,
                         f"{mismatch} differs between the lines of this order (row {row})"
                         if other == row
                         else f"order rejected with its invalid row {row}",
                     )
-                return
-        skus = [record[2] for record in records]
-        if len(set(skus)) != len(skus):
-            for row in rows:
-                self._reject(row, external_id, "the order lists the same sku twice")
-            return
-        payload = {
-            "externalId": external_id,
-            "customerId": first[1],
-            "currency": first[5],
-            "lines": [
-                {"sku": record[2], "quantity": int(record[3]), "unitPrice": record[4].strip()}
-                for record in records
-            ],
-        }
-        try:
-            order = ImportedOrderIn.model_validate(payload)
-        except ValidationError as error:
-            bad_row, reason = _model_reason(error, rows, csv_names=True)
-            for row in rows:
-                self._reject(
-                    row,
-                    external_id,
-                    reason if row == bad_row else f"order rejected with its invalid row {bad_row}",
-                )
-            return
-        self._accept(_imported(order, rows))
+                    for other in rows
+                ]
+        if len(records) > 1:
+            skus = [record[2] for record in records]
+            if len(set(skus)) != len(skus):
+                return [(row, "the order lists the same sku twice") for row in rows]
+        lines = [
+            {"sku": record[2], "quantity": int(record[3]), "unitPrice": record[4].strip()}
+            for record in records
+        ]
+        return external_id, first[1], {"lines": lines, "currency": first[5]}
 
     # ------------------------------------------------------------------------ JSON Lines
 
@@ -554,20 +623,58 @@ def _imported(order: ImportedOrderIn, rows: tuple[int, ...]) -> ImportedOrder:
 
 @dataclass(slots=True)
 class _CsvGroup:
+    """The rows of one order (consecutive rows with the same external_id)."""
+
     external_id: str | None = None
-    rows: list[tuple[int, list[str]]] = field(default_factory=list)
-    bad: list[tuple[int, str]] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)  # file rows, in file order
+    records: list[list[str]] = field(default_factory=list)  # [] for a row rejected as read
+    bad: dict[int, str] = field(default_factory=dict)  # row -> why it is rejected
 
-    def add(self, row: int, record: list[str], problem: str | None) -> None:
-        self.rows.append((row, record))
-        if problem is not None:
-            self.bad.append((row, problem))
+    def add_bad(self, row: int, reason: str) -> None:
+        self.rows.append(row)
+        self.records.append([])
+        self.bad.setdefault(row, reason)
 
-    def add_bad(self, row: int, external_id: str, reason: str) -> None:
-        if self.external_id is None:
-            self.external_id = external_id
-        self.rows.append((row, []))
-        self.bad.append((row, reason))
+
+# (externalId, customerId, OrderDraft body): the input of the batch adapter.
+_OrderInput = tuple[str, str, dict[str, Any]]
+_ValidOrder = tuple[str, str, OrderDraft]
+
+
+def _validate_orders(orders: list[_OrderInput]) -> list[_ValidOrder | ValidationError]:
+    """Validate a batch of orders with one call; on failure, the failed orders go through
+    :class:`ImportedOrderIn` one by one (its errors word the reasons) and the others through
+    the batch adapter again."""
+    adapter = _orders_adapter()
+    try:
+        return list(adapter.validate_python(orders))
+    except ValidationError as error:
+        failed = {loc[0] for item in error.errors(include_url=False) if (loc := item["loc"])}
+    passing = [order for index, order in enumerate(orders) if index not in failed]
+    try:
+        valid = iter(adapter.validate_python(passing))
+    except ValidationError:
+        return [_validate_order(order) for order in orders]
+    return [
+        _validate_order(order) if index in failed else next(valid)
+        for index, order in enumerate(orders)
+    ]
+
+
+def _validate_order(order: _OrderInput) -> _ValidOrder | ValidationError:
+    external_id, customer_id, body = order
+    payload = {
+        "externalId": external_id,
+        "customerId": customer_id,
+        "currency": body["currency"],
+        "lines": body["lines"],
+    }
+    try:
+        valid = ImportedOrderIn.model_validate(payload)
+    except ValidationError as error:
+        return error
+    imported = _imported(valid, ())
+    return imported.external_id, imported.customer_id, imported.draft
 
 
 # --------------------------------------------------------------------------------- chunks
