@@ -26,3 +26,17 @@ stack-down:
 
 clean:
 	rm -rf .localdev .mypy_cache .ruff_cache .pytest_cache
+
+# End-to-end smoke tests against a running app, local or deployed (docs/SMOKE.md):
+#   make smoke BASE_URL=https://<app>.azurewebsites.net FUNCTION_KEY=<master key> [WEBHOOK_SECRET=...]
+#     [STORAGE_ACCOUNT_URL=https://<account>.blob.core.windows.net | STORAGE_CONNECTION_STRING=...]
+# Secrets reach the command through the environment, never its arguments.
+.PHONY: smoke
+BASE_URL ?= http://127.0.0.1:7071
+TIMEOUT ?= 60
+smoke: export SMOKE_FUNCTION_KEY := $(FUNCTION_KEY)
+smoke: export SMOKE_WEBHOOK_SECRET := $(WEBHOOK_SECRET)
+smoke: export SMOKE_STORAGE_CONNECTION_STRING := $(STORAGE_CONNECTION_STRING)
+smoke: export SMOKE_STORAGE_ACCOUNT_URL := $(STORAGE_ACCOUNT_URL)
+smoke: setup
+	@.venv/bin/python -m smoke --base-url "$(BASE_URL)" --timeout "$(TIMEOUT)"
