@@ -26,14 +26,19 @@ IMPORT_ROUTE: Final = "v1/imports/{importId}"
 WEBHOOK_ROUTE: Final = "v1/payments/webhook"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_IMPORT_ID = re.compile(r"^[^/\\?#\x00-\x1f]{1,255}$")
+# The import pipeline's rule, less "." and "..": as URL segments, clients fold them away
+# (the Cosmos SDK would read the container itself instead of a document).
+_IMPORT_ID = re.compile(r"^(?!\.\.?$)[^/\\?#\x00-\x1f\x7f]{1,255}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# ASCII digits only: str.isdigit() is also true for superscripts, which int() refuses.
+_PAGE_SIZE = re.compile(r"[0-9]{1,3}")
 MAX_CONTINUATION_LENGTH: Final = 8192
 
 
 def _path(req: func.HttpRequest, name: str, pattern: re.Pattern[str] = _IDENTIFIER) -> str:
     value = str(req.route_params.get(name, ""))
-    if not pattern.match(value):
+    # fullmatch: with match(), "$" also matches before a trailing newline ("id%0A").
+    if not pattern.fullmatch(value):
         raise ProblemError(
             400,
             "Bad request",
@@ -68,7 +73,7 @@ def create_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRe
 
     customer_id = _path(req, "customerId")
     key = req.headers.get("idempotency-key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ProblemError(
             400,
             "Bad request",
@@ -122,7 +127,7 @@ def list_orders(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRes
     raw_limit = req.params.get("limit")
     if raw_limit is None:
         limit = DEFAULT_PAGE_SIZE
-    elif raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_PAGE_SIZE:
+    elif _PAGE_SIZE.fullmatch(raw_limit) and 1 <= int(raw_limit) <= MAX_PAGE_SIZE:
         limit = int(raw_limit)
     else:
         raise _bad_query("limit", f"must be an integer from 1 to {MAX_PAGE_SIZE}")

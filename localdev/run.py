@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -20,8 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from pathlib import Path
 from types import FrameType
 
@@ -77,17 +77,23 @@ def host_command(app_dir: Path, port: int, settings: Path, use_func: bool) -> li
 
 def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
     """Poll ``url`` until it answers (any HTTP status) or the process dies or time runs out."""
+    # http.client, not urlopen: plain HTTP to the host we started, no other scheme possible.
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"not an http:// URL: {url}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the host exited with code {process.returncode} while starting")
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2)
         try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback URL we built
-                return
-        except urllib.error.HTTPError:
+            connection.request("GET", parts.path or "/")
+            connection.getresponse().read()
             return
-        except OSError:
+        except (OSError, http.client.HTTPException):
             time.sleep(0.2)
+        finally:
+            connection.close()
     raise TimeoutError(f"the host did not answer {url} within {timeout:.0f} s")
 
 

@@ -7,10 +7,11 @@ on either side turns it into a binary float.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +29,8 @@ MAX_LINES: Final = 100
 MAX_QUANTITY: Final = 1_000_000
 MAX_UNIT_PRICE: Final = Decimal("1000000.00")
 MONEY_PLACES: Final = Decimal("0.01")
+# The one spelling of a money string: ASCII digits, at most 2 places, no exponent, no spaces.
+_DECIMAL_STRING: Final = re.compile(r"-?[0-9]+(\.[0-9]{1,2})?")
 
 
 def _codes(text: str) -> frozenset[str]:
@@ -74,6 +77,9 @@ def _parse_money(value: object) -> Decimal:
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -2:
         raise ValueError("must have at most 2 decimal places")
+    if isinstance(value, str) and not _DECIMAL_STRING.fullmatch(value):
+        # Decimal() also takes " 1e2", "+5", "1_000" and non-ASCII digits: not money strings.
+        raise ValueError("must be a decimal string such as '12.50'")
     return amount
 
 
@@ -81,25 +87,55 @@ def _money_string(value: Decimal) -> str:
     return str(value.quantize(MONEY_PLACES))
 
 
+# The schemas say exactly what the validators accept (a decimal string, or a JSON integer) and
+# what the serializer writes (always 2 places), so the contract can be fuzzed against the app.
 Money = Annotated[
     Decimal,
     BeforeValidator(_parse_money),
     PlainSerializer(_money_string, return_type=str),
     WithJsonSchema(
-        {"type": "string", "pattern": r"^-?\d{1,9}(\.\d{1,2})?$", "examples": ["12.50"]}
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,2})?$"},
+                {"type": "integer"},
+            ],
+            "examples": ["12.50"],
+        },
+        mode="validation",
+    ),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$", "examples": ["12.50"]},
+        mode="serialization",
     ),
 ]
 
 
 def _unit_price(value: Decimal) -> Decimal:
-    if value < 0:
+    if value < 0 or value.is_signed():  # "-0" too
         raise ValueError("must not be negative")
     if value > MAX_UNIT_PRICE:
         raise ValueError(f"must be at most {MAX_UNIT_PRICE}")
     return value
 
 
-UnitPrice = Annotated[Money, AfterValidator(_unit_price)]
+# 0 to MAX_UNIT_PRICE (1000000.00), leading zeros allowed as the validator allows them.
+_UNIT_PRICE_STRING: Final = r"^0*([0-9]{1,6}(\.[0-9]{1,2})?|1000000(\.0{1,2})?)$"
+_WHOLE_UNIT_PRICE_STRING: Final = r"^0*([0-9]{1,6}|1000000)(\.0{1,2})?$"
+
+UnitPrice = Annotated[
+    Money,
+    AfterValidator(_unit_price),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": _UNIT_PRICE_STRING},
+                {"type": "integer", "minimum": 0, "maximum": int(MAX_UNIT_PRICE)},
+            ],
+            "examples": ["12.50"],
+        },
+        mode="validation",
+    ),
+]
 
 
 def _currency(value: str) -> str:
@@ -112,7 +148,7 @@ Currency = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Z]{3}$", strict=True),
     AfterValidator(_currency),
-    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["EUR"]}),
+    WithJsonSchema({"type": "string", "enum": sorted(ISO_4217), "examples": ["EUR"]}),
 ]
 
 
@@ -163,8 +199,40 @@ class OrderLine(StrictModel):
         return self.unit_price * self.quantity
 
 
+# The zero-decimal rule below, as JSON Schema (2020-12 ``if``/``then``) for the OpenAPI document.
+_ZERO_DECIMAL_RULE: Final[dict[str, Any]] = {
+    "if": {
+        "required": ["currency"],
+        "properties": {"currency": {"enum": sorted(ZERO_DECIMAL_CURRENCIES)}},
+    },
+    "then": {
+        "properties": {
+            "lines": {
+                "items": {
+                    "properties": {
+                        "unitPrice": {
+                            "anyOf": [
+                                {"type": "string", "pattern": _WHOLE_UNIT_PRICE_STRING},
+                                {"type": "integer"},
+                            ]
+                        }
+                    }
+                }
+            }
+        }
+    },
+}
+
+
 class OrderDraft(StrictModel):
     """What a client (or an import row group) asks for: ``POST .../orders`` body."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=False,
+        json_schema_extra=_ZERO_DECIMAL_RULE,
+    )
 
     lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES)
     currency: Currency

@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared import __version__
 from shared.models import (
+    ISO_4217,
     ImportStatus,
     Order,
     OrderDraft,
@@ -28,6 +29,13 @@ from shared.models import (
 
 PROBLEM: Final = "#/components/schemas/Problem"
 IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# What blueprints.http_api accepts as an import id (the uploaded blob's name).
+IMPORT_ID_PATTERN: Final = r"^(?!\.\.?$)[^/\\?#\x00-\x1f\x7f]{1,255}$"
+
+# A response body: a model, an inline JSON schema, or None (problem+json for 4xx/5xx, else none).
+Body = type[BaseModel] | dict[str, Any] | None
+# Answered by the Functions host before the app runs: no body at all (compared by identity).
+NO_BODY: Final[dict[str, Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -38,29 +46,49 @@ class Operation:
     auth_level: str  # anonymous | function | admin
     summary: str
     request: type[BaseModel] | None = None
-    responses: dict[str, tuple[str, type[BaseModel] | dict[str, Any] | None]] = field(
-        default_factory=dict
-    )
+    responses: dict[str, tuple[str, Body]] = field(default_factory=dict)
     headers: tuple[dict[str, Any], ...] = ()
     query: tuple[dict[str, Any], ...] = ()
+    # Response headers by status code, names from RESPONSE_HEADERS.
+    response_headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # 400 (malformed request) and 503 (dependency unavailable): every API handler can answer them.
+    common_errors: bool = True
 
 
+# shared.services.payments: the envelope is checked first; ``data`` only for payment.succeeded
+# (other event types are acknowledged and ignored). Unknown fields are ignored.
 _WEBHOOK_BODY: Final = {
     "type": "object",
     "required": ["id", "type", "data"],
     "properties": {
-        "id": {"type": "string", "minLength": 1, "maxLength": 200},
-        "type": {"type": "string", "examples": ["payment.succeeded"]},
-        "data": {
-            "type": "object",
-            "required": ["customerId", "orderId", "amount", "currency"],
-            "properties": {
-                "customerId": {"type": "string"},
-                "orderId": {"type": "string"},
-                "amount": {"type": "string", "examples": ["20.50"]},
-                "currency": {"type": "string", "examples": ["EUR"]},
-            },
+        "id": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[\x21-\x7e]+$"},
+        "type": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "examples": ["payment.succeeded"],
         },
+        "data": {"type": "object"},
+    },
+    "if": {"required": ["type"], "properties": {"type": {"const": "payment.succeeded"}}},
+    "then": {
+        "properties": {
+            "data": {
+                "required": ["customerId", "orderId", "amount", "currency"],
+                "properties": {
+                    "customerId": {"type": "string", "pattern": IDENTIFIER_PATTERN},
+                    "orderId": {"type": "string", "pattern": IDENTIFIER_PATTERN},
+                    "amount": {
+                        "anyOf": [
+                            {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,2})?$"},
+                            {"type": "integer"},
+                        ],
+                        "examples": ["20.50"],
+                    },
+                    "currency": {"type": "string", "enum": sorted(ISO_4217), "examples": ["EUR"]},
+                },
+            }
+        }
     },
 }
 _HEALTH: Final = {
@@ -110,11 +138,45 @@ _SIGNATURE: Final = {
     "schema": {"type": "string"},
 }
 
-_COMMON_ERRORS: Final[dict[str, tuple[str, type[BaseModel] | dict[str, Any] | None]]] = {
-    "400": ("Malformed request", None),
+RESPONSE_HEADERS: Final[dict[str, dict[str, Any]]] = {
+    "Location": {
+        "description": "Path of the new order",
+        "required": True,
+        "schema": {"type": "string", "pattern": r"^/api/v1/customers/[^/]+/orders/[0-9a-f]{32}$"},
+    },
+    "ETag": {
+        "description": "The order's entity tag, quoted (RFC 9110)",
+        "required": True,
+        "schema": {"type": "string", "pattern": r'^"[^"]*"$'},
+    },
+    "Idempotent-Replayed": {
+        "description": "Present when the response replays the first one for the Idempotency-Key",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "Link": {
+        "description": "The next page, when there is one",
+        "schema": {"type": "string", "pattern": r'^<[^>]+>; rel="next"$'},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+}
+_CORRELATION_ID_HEADER: Final = {
+    "description": "The caller's X-Correlation-Id when it is well-formed, else the trace id",
+    "schema": {"type": "string"},
+}
+
+_COMMON_ERRORS: Final[dict[str, tuple[str, Body]]] = {
+    "400": ("Malformed request: JSON syntax, path or query parameter, or header", None),
     "503": ("A dependency is unavailable; see Retry-After", None),
 }
-_BODY_ERRORS: Final[dict[str, tuple[str, type[BaseModel] | dict[str, Any] | None]]] = {
+_HOST_KEY_ERROR: Final[tuple[str, Body]] = (
+    "Missing or invalid key: answered by the Functions host in Azure, without a body",
+    NO_BODY,
+)
+_BODY_ERRORS: Final[dict[str, tuple[str, Body]]] = {
     "413": ("Body over 256 KiB", None),
     "415": ("Body is not application/json", None),
     "422": ("Validation failed (per-field errors)", None),
@@ -127,6 +189,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         responses={"201": ("Created (or replayed for the same Idempotency-Key)", Order),
                    **_BODY_ERRORS},
         headers=(_IDEMPOTENCY_KEY,),
+        response_headers={"201": ("Location", "ETag", "Idempotent-Replayed")},
     ),
     Operation(
         "list_orders", "get", "v1/customers/{customerId}/orders", "function",
@@ -137,8 +200,12 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
              "schema": {"enum": [status.value for status in OrderStatus]}},
             {"name": "limit", "in": "query",
              "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 25}},
-            {"name": "continuation", "in": "query", "schema": {"type": "string"}},
+            {"name": "continuation", "in": "query",
+             "description": "Opaque token from the previous page; 400 if this API did not issue "
+                            "it for the same customer and status",
+             "schema": {"type": "string", "maxLength": 8192}},
         ),
+        response_headers={"200": ("Link",)},
     ),
     Operation(
         "get_order", "get", "v1/customers/{customerId}/orders/{orderId}", "function",
@@ -147,6 +214,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                    "304": ("Not modified (If-None-Match)", None),
                    "404": ("No such order", None)},
         headers=(_IF_NONE_MATCH,),
+        response_headers={"200": ("ETag",), "304": ("ETag",)},
     ),
     Operation(
         "cancel_order", "post", "v1/customers/{customerId}/orders/{orderId}/cancel", "function",
@@ -155,6 +223,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                    "409": ("The order's status does not allow it", None),
                    "412": ("If-Match is stale", None)},
         headers=(_IF_MATCH,),
+        response_headers={"200": ("ETag",)},
     ),
     Operation(
         "set_inventory", "put", "v1/inventory/{sku}", "admin", "Set the stock level of a SKU",
@@ -177,27 +246,30 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                    "401": ("Missing, wrong or stale signature", None),
                    "404": ("No such order", None),
                    "409": ("The order cannot be paid in its status", None),
-                   **_BODY_ERRORS},
+                   **_BODY_ERRORS,
+                   "422": ("Validation failed, or the amount or currency does not match the "
+                           "order", None)},
         headers=(_SIGNATURE,),
     ),
     Operation(
         "health_live", "get", "health", "anonymous", "Liveness",
-        responses={"200": ("Alive", _HEALTH)},
+        responses={"200": ("Alive", _HEALTH)}, common_errors=False,
     ),
     Operation(
         "health_ready", "get", "health/ready", "anonymous", "Readiness of every dependency",
         responses={"200": ("Ready", _READINESS), "503": ("Not ready", _READINESS)},
+        response_headers={"503": ("Retry-After",)}, common_errors=False,
     ),
     Operation(
         "openapi_document", "get", "openapi.json", "anonymous", "This document",
-        responses={"200": ("OpenAPI 3.1", {"type": "object"})},
+        responses={"200": ("OpenAPI 3.1", {"type": "object"})}, common_errors=False,
     ),
 )  # fmt: skip
 
 _PROBLEM_SCHEMA: Final = {
     "type": "object",
     "description": "RFC 9457 problem details",
-    "required": ["type", "title", "status"],
+    "required": ["type", "title", "status", "detail", "traceId"],
     "properties": {
         "type": {"type": "string"},
         "title": {"type": "string"},
@@ -222,8 +294,36 @@ def _content(schema: type[BaseModel] | dict[str, Any], names: dict[type[BaseMode
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{names[schema]}"}}}
 
 
-def _problem_content() -> dict[str, Any]:
-    return {"application/problem+json": {"schema": {"$ref": PROBLEM}}}
+def _problem_content(status: int) -> dict[str, Any]:
+    """Problem details whose ``status`` member repeats the response's status code."""
+    schema = {"allOf": [{"$ref": PROBLEM}, {"properties": {"status": {"const": status}}}]}
+    return {"application/problem+json": {"schema": schema}}
+
+
+def _responses(op: Operation, names: dict[type[BaseModel], str]) -> dict[str, Any]:
+    """Every status the operation can answer, with its body and headers."""
+    documented = {**(_COMMON_ERRORS if op.common_errors else {}), **op.responses}
+    if op.auth_level != "anonymous":
+        documented["401"] = _HOST_KEY_ERROR
+    responses: dict[str, Any] = {}
+    for status, (description, schema) in sorted(documented.items()):
+        response: dict[str, Any] = {"description": description}
+        if schema is NO_BODY:
+            pass
+        elif schema is not None:
+            response["content"] = _content(schema, names)
+        elif int(status) >= 400:
+            response["content"] = _problem_content(int(status))
+        header_names = op.response_headers.get(status, ())
+        if status == "503":
+            header_names = ("Retry-After", *header_names)
+        headers = {name: RESPONSE_HEADERS[name] for name in dict.fromkeys(header_names)}
+        if "content" in response:
+            headers["X-Correlation-Id"] = _CORRELATION_ID_HEADER
+        if headers:
+            response["headers"] = headers
+        responses[status] = response
+    return responses
 
 
 @cache
@@ -265,24 +365,16 @@ def openapi_document() -> dict[str, Any]:
                 "required": True,
                 "schema": {"type": "string", "pattern": IDENTIFIER_PATTERN}
                 if name != "importId"
-                else {"type": "string", "minLength": 1, "maxLength": 255},
+                else {"type": "string", "pattern": IMPORT_ID_PATTERN},
             }
             for name in _path_names(op.route)
         ]
         parameters += [dict(p) for p in (*op.headers, *op.query)]
-        responses: dict[str, Any] = {}
-        for status, (description, schema) in {**op.responses, **_COMMON_ERRORS}.items():
-            response: dict[str, Any] = {"description": description}
-            if schema is not None:
-                response["content"] = _content(schema, names)
-            elif int(status) >= 400:
-                response["content"] = _problem_content()
-            responses[status] = response
         operation: dict[str, Any] = {
             "operationId": op.function_name,
             "summary": op.summary,
             "parameters": parameters,
-            "responses": dict(sorted(responses.items())),
+            "responses": _responses(op, names),
         }
         if op.request is not None:
             operation["requestBody"] = {"required": True, "content": _content(op.request, names)}
@@ -291,7 +383,7 @@ def openapi_document() -> dict[str, Any]:
         if op.auth_level == "anonymous":
             operation["security"] = []
         elif op.auth_level == "admin":
-            operation["security"] = [{"masterKey": []}]
+            operation["security"] = [{"masterKey": []}, {"masterKeyQuery": []}]
         paths.setdefault(f"/api/{op.route}", {})[op.method] = operation
 
     return {
@@ -306,12 +398,26 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),
+            # The Functions host checks keys (header or ``code`` query parameter); a function
+            # key, a host key or the master key opens function-level operations.
             "securitySchemes": {
-                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
-                "masterKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "functionKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "A function key, a host key or the master key",
+                },
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+                "masterKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "The master (admin) key",
+                },
+                "masterKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
             },
         },
-        "security": [{"functionKey": []}],
+        "security": [{"functionKey": []}, {"functionKeyQuery": []}],
     }
 
 

@@ -424,8 +424,9 @@ def _describe(error: Exception) -> str:
 def _retry_after(error: Exception) -> int:
     response = getattr(error, "response", None)
     header = response.headers.get("Retry-After") if response is not None else None
-    if header and header.strip().isdigit():
-        return max(1, int(header))
+    value = header.strip() if header else ""
+    if value.isascii() and value.isdigit():  # isdigit alone also takes "²", which int() refuses
+        return min(max(1, int(value)), 3600)
     return 5
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
-from typing import Final
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from shared.errors import WebhookSignatureError
 
@@ -37,9 +40,10 @@ def _parse(header: str) -> tuple[int, list[str]]:
     signatures: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit() and len(value) <= 12:
+        # ASCII digits only: str.isdigit() is also true for superscripts, which int() refuses.
+        if name == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
             timestamp = int(value)
-        elif name == SCHEME and value:
+        elif name == SCHEME and value and value.isascii():  # compare_digest refuses non-ASCII
             signatures.append(value.strip().lower())
     if timestamp is None or not signatures:
         raise WebhookSignatureError(f"malformed {SIGNATURE_HEADER} header: need t=... and v1=...")
@@ -74,3 +78,27 @@ def verify_signature(
     if not matched:
         raise WebhookSignatureError("signature does not match")
     return timestamp
+
+
+def signed_payment_succeeded(
+    order: Mapping[str, Any], secret: str, *, event_id: str | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """A ``payment.succeeded`` event paying ``order`` (as the API returns it) in full, signed now
+    as the payment provider signs it: the raw body and its headers. For clients and tests."""
+    body = json.dumps(
+        {
+            "id": event_id or f"evt_{uuid.uuid4().hex}",
+            "type": "payment.succeeded",
+            "data": {
+                "customerId": order["customerId"],
+                "orderId": order["id"],
+                "amount": order["total"],
+                "currency": order["currency"],
+            },
+        }
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: signature_header(body, secret, int(time.time())),
+    }
+    return body, headers

@@ -13,8 +13,9 @@ from smoke.runner import run_all
 from smoke.scenarios import SCENARIOS, Context
 from smoke.storage import StorageAccess
 
-# The local sample settings' secret (local.settings.json.sample), so `make run` works as is.
-LOCAL_WEBHOOK_SECRET = "local-webhook-secret-change-me"  # noqa: S105 - the public local default
+# The local sample settings' secret (local.settings.json.sample), so `make run` works as is:
+# a public development default, never a real secret.
+LOCAL_WEBHOOK_SECRET = "local-webhook-secret-change-me"  # noqa: S105  # pragma: allowlist secret
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

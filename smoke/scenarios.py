@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.names import IMPORTS_BLOB_CONTAINER
-from shared.webhooks import SIGNATURE_HEADER, signature_header
+from shared.webhooks import signed_payment_succeeded
 from smoke.http import Client, Response
 from smoke.results import ScenarioFailedError, ScenarioSkippedError
 from smoke.storage import StorageAccess
@@ -102,21 +101,9 @@ def order_payment_fulfilled(context: Context) -> str:
     if replay.header("Idempotent-Replayed") != "true":
         raise ScenarioFailedError("the replay did not answer Idempotent-Replayed: true")
 
-    event = {
-        "id": f"evt_smoke_{run}",
-        "type": "payment.succeeded",
-        "data": {
-            "customerId": customer,
-            "orderId": order["id"],
-            "amount": order["total"],
-            "currency": order["currency"],
-        },
-    }
-    raw = json.dumps(event).encode()
-    signed = {
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: signature_header(raw, context.webhook_secret, int(time.time())),
-    }
+    raw, signed = signed_payment_succeeded(
+        order, context.webhook_secret, event_id=f"evt_smoke_{run}"
+    )
     paid = client.request(
         "POST", f"{API}/payments/webhook", body=raw, headers=signed, authenticated=False
     )

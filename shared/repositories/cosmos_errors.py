@@ -32,9 +32,9 @@ def retry_after_seconds(error: CosmosHttpResponseError) -> int:
     raw = (error.headers or {}).get("x-ms-retry-after-ms")
     try:
         seconds = math.ceil(float(raw) / 1000) if raw is not None else DEFAULT_RETRY_AFTER_SECONDS
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or "inf"
         seconds = DEFAULT_RETRY_AFTER_SECONDS
-    return max(1, seconds)
+    return min(max(1, seconds), 3600)
 
 
 @contextmanager

@@ -39,6 +39,12 @@ class PaymentData(BaseModel):
     currency: Currency
 
 
+class _PaymentSucceededData(BaseModel):
+    """``data`` validated in its place in the body, so error pointers read ``#/data/...``."""
+
+    data: PaymentData
+
+
 class PaymentEvent(BaseModel):
     """The provider's envelope. Unknown fields are ignored: providers add fields over time."""
 
@@ -89,7 +95,7 @@ class PaymentService:
         if event.type != PAYMENT_SUCCEEDED:
             log.info("ignored payment event %s of type %s", event.id, event.type)
             return WebhookResult(WebhookOutcome.IGNORED)
-        payment = PaymentData.model_validate(event.data)
+        payment = _PaymentSucceededData.model_validate({"data": event.data}).data
         key = f"payment-event:{event.id}"
         if self._idempotency.seen(key):
             return WebhookResult(WebhookOutcome.DUPLICATE)

@@ -162,9 +162,10 @@ def test_payment_for_a_cancelled_order_is_409(app_host: HostProcess, order: dict
 
 def test_signed_garbage_is_400_and_signed_invalid_event_is_422(app_host: HostProcess) -> None:
     assert deliver(app_host, b"{not json").status == 400
-    assert (
-        deliver(
-            app_host, json.dumps({"id": "e1", "type": "payment.succeeded", "data": {}}).encode()
-        ).status
-        == 422
+    invalid = deliver(
+        app_host, json.dumps({"id": "e1", "type": "payment.succeeded", "data": {}}).encode()
     )
+    assert invalid.status == 422
+    # JSON pointers into the body: the fields are inside "data".
+    pointers = {error["pointer"] for error in invalid.json()["errors"]}
+    assert pointers == {"#/data/customerId", "#/data/orderId", "#/data/amount", "#/data/currency"}
