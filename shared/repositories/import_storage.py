@@ -54,12 +54,17 @@ def report_location(import_id: str) -> str:
 
 
 class AzureImportFiles:
+    """Import files in a blob container (the app's ``order-imports`` unless told another)."""
+
+    def __init__(self, container: str = IMPORTS_BLOB_CONTAINER) -> None:
+        self.container = container
+
     def version(self, name: str) -> BlobVersion | None:
         from azure.core.exceptions import ResourceNotFoundError
 
         from shared.clients import get_blob_service
 
-        client = get_blob_service().get_blob_client(IMPORTS_BLOB_CONTAINER, name)
+        client = get_blob_service().get_blob_client(self.container, name)
         try:
             properties = client.get_blob_properties()
         except ResourceNotFoundError:
@@ -72,7 +77,7 @@ class AzureImportFiles:
 
         from shared.clients import get_blob_service
 
-        client = get_blob_service().get_blob_client(IMPORTS_BLOB_CONTAINER, name)
+        client = get_blob_service().get_blob_client(self.container, name)
         offset = 0
         while offset < version.size:
             length = min(READ_RANGE_BYTES, version.size - offset)

@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from shared.errors import DependencyUnavailableError, IdempotencyKeyReusedError
 from shared.errors import PreconditionFailedError as _Stale
-from shared.models import Identifier, ImportState, OrderDraft, OrderSource
+from shared.models import ImportState, OrderDraft, OrderSource
 from shared.observability import get_logger
 from shared.repositories.import_runs import ImportRunRepository, StoredRun
 from shared.repositories.import_storage import (
@@ -53,6 +53,7 @@ from shared.services.import_files import (
     ImportScanner,
     Rejection,
     file_format_for,
+    parse_chunk,
 )
 from shared.services.orders import OrderService
 
@@ -75,7 +76,7 @@ def utc_now() -> str:
 
 
 def is_import_id(name: str) -> bool:
-    return bool(_IMPORT_ID.match(name))
+    return bool(_IMPORT_ID.fullmatch(name))  # not match: '$' also matches before a final '\n'
 
 
 class FileOutcome(StrEnum):
@@ -89,29 +90,6 @@ class ChunkOutcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"  # this chunk was already counted (redelivery)
     STALE = "stale"  # belongs to a run that a newer file pass replaced
-
-
-class InvalidChunkError(ValueError):
-    """A queue message that is not a chunk this app wrote (it ends up in the poison queue)."""
-
-
-class ImportChunk(BaseModel):
-    """A chunk message as :class:`~shared.services.import_files.ChunkWriter` writes it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    v: int = Field(ge=1, le=1)
-    import_id: str = Field(alias="importId", min_length=1, max_length=255)
-    run_id: str = Field(alias="runId", min_length=1, max_length=300)
-    chunk: int = Field(ge=0, le=10**9)
-    orders: list[tuple[Identifier, Identifier, str, list[int], list[tuple[str, int, str]]]]
-
-    @classmethod
-    def parse(cls, body: str | bytes) -> ImportChunk:
-        try:
-            return cls.model_validate_json(body)
-        except ValidationError as error:
-            raise InvalidChunkError(f"not an import chunk: {error.error_count()} errors") from None
 
 
 def _report_cell(value: object) -> str:
@@ -226,7 +204,7 @@ class ImportPipeline:
                 raise FileRejectedError("unsupported file type: name it .csv or .jsonl")
             if version.size > MAX_FILE_BYTES:
                 raise FileRejectedError(f"the file is larger than {MAX_FILE_BYTES} bytes")
-            scanner = ImportScanner(file_format, writer.add, report.add)
+            scanner = ImportScanner(file_format, writer, report.add)
             counts = scanner.scan(self.files.read(name, version))
             chunks_total = writer.close()
         except FileRejectedError as rejected:
@@ -284,8 +262,8 @@ class ImportPipeline:
     # ---------------------------------------------------------------------- chunk pass
 
     def process_chunk(self, body: str | bytes) -> ChunkOutcome:
-        chunk = ImportChunk.parse(body)
-        key = str(chunk.chunk)
+        chunk = parse_chunk(body)
+        key = str(chunk.number)
         run = self.runs.read(chunk.import_id)
         if run is None or run.document.get("runId") != chunk.run_id:
             log.info("chunk %s of import %s belongs to a replaced run", key, chunk.import_id)
@@ -296,17 +274,10 @@ class ImportPipeline:
         accepted = 0
         conflicts: list[Rejection] = []
         invalid: list[Rejection] = []
-        for customer_id, external_id, currency, rows, lines in chunk.orders:
+        for order in chunk.orders:
+            customer_id, external_id, rows = order.customer_id, order.external_id, order.rows
             try:
-                draft = OrderDraft.model_validate(
-                    {
-                        "currency": currency,
-                        "lines": [
-                            {"sku": sku, "quantity": quantity, "unitPrice": price}
-                            for sku, quantity, price in lines
-                        ],
-                    }
-                )
+                draft = OrderDraft.model_validate(order.body())
             except ValidationError:
                 invalid.extend(
                     Rejection(row, external_id, "invalid order in chunk") for row in rows

@@ -7,15 +7,16 @@ import uuid
 
 import pytest
 
-from shared.clients import get_blob_service, get_container
-from shared.names import IMPORTS_BLOB_CONTAINER, ORDERS_CONTAINER
+from shared.clients import get_container
+from shared.names import ORDERS_CONTAINER
 from shared.publisher import EventGridPublisher
 from shared.repositories.import_runs import CosmosImportRunRepository
-from shared.repositories.import_storage import AzureImportFiles, AzureReportBlob
+from shared.repositories.import_storage import AzureReportBlob
 from shared.repositories.orders import CosmosOrderRepository
 from shared.services.import_pipeline import ChunkOutcome, FileOutcome, ImportPipeline
 from shared.services.orders import OrderService
 from tests.fixtures.eventgrid import EventGridSink
+from tests.fixtures.imports import direct_import_files, upload_direct
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ def test_redelivered_and_stale_chunks_keep_counts_exact(
     service = OrderService(CosmosOrderRepository(), EventGridPublisher())
     pipeline = ImportPipeline(
         CosmosImportRunRepository(),
-        AzureImportFiles(),
+        direct_import_files(),
         AzureReportBlob(),
         queue,
         lambda: service,
@@ -50,9 +51,7 @@ def test_redelivered_and_stale_chunks_keep_counts_exact(
     rows = "".join(f"E{i},{customer},SKU-{i % 3},1,2.00,EUR\n" for i in range(40))
     data = ("external_id,customer_id,sku,quantity,unit_price,currency\n" + rows).encode()
     data += f"E9,{customer},=x,1,1,EUR\n".encode()
-    get_blob_service().get_blob_client(IMPORTS_BLOB_CONTAINER, name).upload_blob(
-        data, overwrite=True
-    )
+    upload_direct(name, data)
 
     assert pipeline.import_file(name) is FileOutcome.SENT
     first_run = list(queue.messages)
