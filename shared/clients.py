@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from shared.config import SERVICE_BUS_CONNECTION, get_settings
+from shared.config import SERVICE_BUS_CONNECTION, get_settings, is_loopback_url
 from shared.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -94,6 +94,22 @@ def get_credential() -> TokenCredential:
     return _cached("credential", create)
 
 
+def cosmos_client_options() -> dict[str, Any]:
+    """The Cosmos client's options besides endpoint and credential: timeouts, and the retry
+    policy. With ``retry_total`` the SDK retries a throttled request (429) up to that many times,
+    waiting what ``x-ms-retry-after-ms`` says, at most ``retry_backoff_max`` seconds in all;
+    then the app answers 503 with ``Retry-After`` (shared.repositories.cosmos_errors)."""
+    s = get_settings()
+    return {
+        "connection_timeout": CONNECTION_TIMEOUT,
+        "retry_total": RETRY_TOTAL,
+        "retry_backoff_max": RETRY_BACKOFF_MAX,
+        # The local stand-in has no regions to discover.
+        "enable_endpoint_discovery": s.environment != "local",
+        "user_agent_suffix": "orderflow",
+    }
+
+
 def get_cosmos_client() -> CosmosClient:
     def create() -> CosmosClient:
         from azure.cosmos import CosmosClient
@@ -112,16 +128,7 @@ def get_cosmos_client() -> CosmosClient:
             warnings.filterwarnings(
                 "ignore", category=InsecureRequestWarning, message=r".*'(127\.0\.0\.1|localhost)'"
             )
-        return CosmosClient(
-            s.cosmos_endpoint,
-            credential=credential,
-            connection_timeout=CONNECTION_TIMEOUT,
-            retry_total=RETRY_TOTAL,
-            retry_backoff_max=RETRY_BACKOFF_MAX,
-            # The local stand-in has no regions to discover.
-            enable_endpoint_discovery=s.environment != "local",
-            user_agent_suffix="orderflow",
-        )
+        return CosmosClient(s.cosmos_endpoint, credential=credential, **cosmos_client_options())
 
     return _cached("cosmos", create)
 
@@ -249,6 +256,11 @@ def get_secret_client() -> SecretClient:
             connection_timeout=CONNECTION_TIMEOUT,
             read_timeout=READ_TIMEOUT,
             retry_total=RETRY_TOTAL,
+            # A vault stand-in on 127.0.0.1 cannot have a *.vault.azure.net name, which the
+            # client otherwise requires of the challenge's resource. Only locally.
+            verify_challenge_resource=not (
+                s.environment == "local" and is_loopback_url(s.key_vault_url)
+            ),
         )
 
     return _cached("keyvault", create)

@@ -8,6 +8,8 @@
 - ``tests.fixtures.app``: the real app served by the local host against the local stack.
 """
 
+from hypothesis import settings
+
 pytest_plugins = [
     "tests.fixtures.stack",
     "tests.fixtures.keyvault",
@@ -16,3 +18,11 @@ pytest_plugins = [
     "tests.fixtures.host",
     "tests.fixtures.app",
 ]
+
+# Property tests (Hypothesis): the same examples on every run, no example database on disk,
+# few examples (each may talk to the local stack), no per-example deadline (the stack's latency
+# is not what they test).
+settings.register_profile(
+    "orderflow", derandomize=True, database=None, deadline=None, max_examples=20
+)
+settings.load_profile("orderflow")

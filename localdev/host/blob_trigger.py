@@ -150,7 +150,10 @@ class BlobTriggerSource(DeliverySource):
             for blob in pending:
                 if self._stopping.is_set():
                     break
-                await self._deliver(watcher, blob)
+                try:
+                    await self._deliver(watcher, blob)
+                except Exception:  # storage unreachable: no receipt, so the next poll retries
+                    self.services.logger.exception("Delivering blob '%s' failed", blob.name)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.poll_seconds)
 

@@ -4,7 +4,9 @@
 - each function's queue (``queueName``, ``%SETTING%`` resolved) is polled; when empty, the
   interval doubles from 100 ms up to ``maxPollingInterval`` (default 1 minute);
 - up to ``batchSize`` (16) messages are received at once and invoked concurrently, each
-  invisible for 10 minutes while it runs;
+  invisible for 10 minutes while it runs, renewed at half that time as long as it runs; if the
+  host dies, the message becomes visible again when that time is up (the app setting
+  ``LOCALDEV_QUEUE_VISIBILITY_SECONDS`` shortens the 10 minutes, for tests of a crash);
 - the body is base64-decoded like the host (``messageEncoding`` base64); a message that is not
   base64 fails its delivery;
 - the function gets an ``azure.functions.QueueMessage`` with id, body, dequeue count, times and
@@ -23,7 +25,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Final
@@ -41,6 +43,24 @@ from localdev.host.storage import (
 QUEUE_TRIGGER: Final = "queueTrigger"
 MIN_POLL_SECONDS: Final = 0.1
 RUNNING_VISIBILITY_SECONDS: Final = 600
+RUNNING_VISIBILITY_SETTING: Final = "LOCALDEV_QUEUE_VISIBILITY_SECONDS"
+
+
+def running_visibility(environ: Mapping[str, str]) -> float:
+    """How long a received message stays invisible before it is renewed or, after a crash,
+    delivered again (seconds)."""
+    raw = environ.get(RUNNING_VISIBILITY_SETTING, "").strip()
+    if not raw:
+        return float(RUNNING_VISIBILITY_SECONDS)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 2 <= seconds <= RUNNING_VISIBILITY_SECONDS:
+        raise ValueError(
+            f"{RUNNING_VISIBILITY_SETTING} must be seconds from 2 to {RUNNING_VISIBILITY_SECONDS}"
+        )
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,7 @@ class QueueTriggerSource(DeliverySource):
     def __init__(self, services: HostServices, functions: Sequence[IndexedFunction]) -> None:
         super().__init__(services, functions)
         self.options = QueueOptions.from_host_json(services.host_json.extension("queues"))
+        self.running_visibility = running_visibility(services.environ)
         self._listeners: list[_Listener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -142,7 +163,7 @@ class QueueTriggerSource(DeliverySource):
             listener.client.receive_messages(
                 messages_per_page=size,
                 max_messages=size,
-                visibility_timeout=RUNNING_VISIBILITY_SECONDS,
+                visibility_timeout=round(self.running_visibility),
             )
         )
 
@@ -178,16 +199,53 @@ class QueueTriggerSource(DeliverySource):
                 retry_count=dequeue_count - 1, max_retry_count=self.options.max_dequeue_count - 1
             ),
         )
+        finished = asyncio.Event()
+        renewal = asyncio.create_task(self._keep_invisible(listener, message, finished))
         try:
             await self.services.invoker.invoke(function, request)
         except FunctionInvocationError:
-            await self._failed(listener, message, dequeue_count)
-            return
+            succeeded = False
         except Exception:
             self.services.logger.exception("Delivering message %s failed", message.id)
-            await self._failed(listener, message, dequeue_count)
-            return
-        await asyncio.to_thread(listener.client.delete_message, message)
+            succeeded = False
+        else:
+            succeeded = True
+        finally:
+            finished.set()
+            await renewal  # a renewal in progress changes the pop receipt the next call needs
+        try:
+            if not succeeded:
+                await self._failed(listener, message, dequeue_count)
+                return
+            await asyncio.to_thread(listener.client.delete_message, message)
+        except Exception:
+            # Storage unreachable after the SDK's retries: the message becomes visible again
+            # when its visibility timeout ends and is delivered again, as with the host.
+            self.services.logger.exception("Settling message %s failed", message.id)
+
+    async def _keep_invisible(
+        self, listener: _Listener, message: Any, finished: asyncio.Event
+    ) -> None:
+        """While the function runs, renew the message's invisibility at half its timeout (as the
+        host does), keeping the newest pop receipt on ``message`` for the delete."""
+        while not finished.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), timeout=self.running_visibility / 2)
+            if finished.is_set():
+                return
+            try:
+                updated = await asyncio.to_thread(
+                    listener.client.update_message,
+                    message,
+                    visibility_timeout=round(self.running_visibility),
+                )
+            except Exception as error:
+                self.services.logger.warning(
+                    "Renewing the visibility of message %s failed: %s", message.id, error
+                )
+                continue
+            message.pop_receipt = updated.pop_receipt
+            message.next_visible_on = updated.next_visible_on
 
     async def _failed(self, listener: _Listener, message: Any, dequeue_count: int) -> None:
         if dequeue_count >= self.options.max_dequeue_count:

@@ -1,7 +1,9 @@
 """Run the Service Bus test broker in the foreground until SIGINT/SIGTERM.
 
 python -m localdev.servicebus --host 127.0.0.1 --port 5672 [--queues fulfillment [more ...]]
-    [--max-delivery-count 10] [--lock-duration 30] [--duplicate-window 600]
+    [--max-delivery-count 10] [--lock-duration 30] [--duplicate-window 600] [--data-dir DIR]
+
+With ``--data-dir`` the messages are kept on disk there, so a restarted broker still has them.
 
 Prints ``Service Bus broker listening on amqp://HOST:PORT (queues: ...)`` once it listens.
 """
@@ -13,6 +15,7 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
 from localdev.servicebus import DEFAULT_PORT
@@ -48,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-delivery-count", type=_count, default=10)
     parser.add_argument("--lock-duration", type=_positive, default=30.0, help="seconds")
     parser.add_argument("--duplicate-window", type=float, default=600.0, help="seconds")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="keep messages on disk here (default: memory)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         max_delivery_count=args.max_delivery_count,
         lock_duration=args.lock_duration,
         duplicate_window=max(0.0, args.duplicate_window),
+        data_dir=args.data_dir,
     )
     with contextlib.suppress(KeyboardInterrupt):
         serve(args.host, args.port, config)

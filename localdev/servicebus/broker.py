@@ -20,9 +20,13 @@ Supported, following documented Service Bus behaviour:
   ``MaxDeliveryCountExceeded``; the dead-letter queue is receivable and peekable;
 - ``peek-message`` (``peek_messages``) without consuming, on queues and dead-letter queues.
 
+- with ``data_dir`` (``--data-dir``), messages, dead-lettered messages and duplicate-detection
+  ids are kept on disk (:mod:`localdev.servicebus.journal`): a restarted broker still has them,
+  and messages that were locked are delivered again. Without it everything is in memory.
+
 Not supported: topics and subscriptions, sessions, scheduled messages, transactions, message
-TTL expiry, auto-forwarding, TLS, authorisation, persistence (everything is in memory and lost
-when the broker stops), and messages with more than one data section outside a batch.
+TTL expiry, auto-forwarding, TLS, authorisation, and messages with more than one data section
+outside a batch.
 Header ``delivery-count`` is AMQP's count of *prior* attempts (0 on first delivery), as the
 service sends it; the Functions host reports it plus one.
 """
@@ -35,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
@@ -54,6 +59,8 @@ from proton import (
 )
 from proton.reactor import Container
 
+from localdev.servicebus.journal import MessageJournal, SavedMessage
+
 logger = logging.getLogger("localdev.servicebus")
 
 DEAD_LETTER_SUFFIX: Final = "/$deadletterqueue"
@@ -66,6 +73,7 @@ _VENDOR: Final = "com.microsoft"
 _LOCK_LOST: Final = f"{_VENDOR}:message-lock-lost"
 _DEAD_LETTER: Final = f"{_VENDOR}:dead-letter"
 _SECTION_BODIES: Final = (0x75, 0x76, 0x77)  # data, amqp-sequence, amqp-value
+COMPACT_AFTER_LINES: Final = 10_000  # journal lines before it is rewritten
 
 
 def _now_ms() -> int:
@@ -78,6 +86,7 @@ class BrokerConfig:
     max_delivery_count: int = 10
     lock_duration: float = 30.0  # seconds
     duplicate_window: float = 600.0  # seconds
+    data_dir: Path | None = None  # keep messages on disk (None: in memory only)
 
 
 @dataclass
@@ -241,6 +250,68 @@ class Broker(Handler):
         self.locks: dict[uuid.UUID, tuple[Entity, Stored]] = {}
         self._sequence = 0
         self._replies: dict[tuple[int, str], list[Link]] = {}  # (connection id, source) -> links
+        self._journal = MessageJournal(config.data_dir)
+        self._restore()
+
+    # --- persistence
+
+    def _restore(self) -> None:
+        """Load what the journal kept (no-op in memory); locks were lost with the old process."""
+        if not self._journal.enabled:
+            return
+        now = _now_ms()
+        restored = 0
+        for name, saved in self._journal.load().items():
+            entity = self.entities.get(name)
+            if entity is None:
+                logger.warning(
+                    "dropped %d saved messages of unknown entity %s", len(saved.messages), name
+                )
+                continue
+            entity.duplicates = {k: exp for k, exp in saved.duplicates.items() if exp > now}
+            for message in saved.messages.values():
+                stored = Stored(
+                    message.seq,
+                    message.raw,
+                    message.enqueued_ms,
+                    delivery_count=message.delivery_count,
+                    deferred=message.deferred,
+                    dead_letter_source=message.dead_letter_source,
+                )
+                entity.messages[stored.seq] = stored
+                if not stored.deferred:
+                    heapq.heappush(entity.available, stored.seq)
+                self._sequence = max(self._sequence, stored.seq)
+                restored += 1
+        self._journal.rewrite(self._state())
+        logger.info("restored %d messages from %s", restored, self.config.data_dir)
+
+    def _state(self) -> list[tuple[str, list[SavedMessage], dict[str, int]]]:
+        return [
+            (entity.name, [self._saved(s) for s in entity.messages.values()], entity.duplicates)
+            for entity in self.entities.values()
+        ]
+
+    def _flush(self) -> None:
+        """Write what changed; once the journal is mostly history, rewrite it with what is left."""
+        self._journal.flush()
+        live = sum(len(entity.messages) for entity in self.entities.values())
+        if self._journal.lines > COMPACT_AFTER_LINES and self._journal.lines > 4 * live:
+            self._journal.rewrite(self._state())
+
+    @staticmethod
+    def _saved(stored: Stored) -> SavedMessage:
+        return SavedMessage(
+            stored.seq,
+            stored.raw,
+            stored.enqueued_ms,
+            stored.delivery_count,
+            stored.deferred,
+            stored.dead_letter_source,
+        )
+
+    def _keep(self, entity: Entity, stored: Stored) -> None:
+        self._journal.put(entity.name, self._saved(stored))
 
     # --- reactor lifecycle
 
@@ -286,6 +357,7 @@ class Broker(Handler):
             link.open()
             entity.consumers.append(link)
             self._dispatch(entity)
+            self._flush()
         else:  # the client sends
             address = link.remote_target.address or ""
             link.target.address = address
@@ -356,6 +428,7 @@ class Broker(Handler):
             entity = self.entities.get(_entity_path(link.source.address))
             if entity is not None:
                 self._dispatch(entity)
+                self._flush()
 
     def on_delivery(self, event: Any) -> None:
         delivery: Delivery = event.delivery
@@ -367,6 +440,8 @@ class Broker(Handler):
                 self._outcome(delivery)
         except Exception:  # never let one peer's delivery stop the broker
             logger.exception("delivery on %s failed", link.name)
+        # On disk before the peer learns the outcome (frames go out after this returns).
+        self._flush()
 
     def _incoming(self, link: Link, delivery: Delivery) -> None:
         if delivery.partial or not delivery.readable:
@@ -402,8 +477,10 @@ class Broker(Handler):
                 logger.info("dropped duplicate message_id %s on %s", key, entity.name)
                 return
             entity.duplicates[key] = now + int(self.config.duplicate_window * 1000)
+            self._journal.duplicate(entity.name, key, entity.duplicates[key])
         self._sequence += 1
         entity.messages[self._sequence] = Stored(self._sequence, raw, now)
+        self._keep(entity, entity.messages[self._sequence])
         heapq.heappush(entity.available, self._sequence)
         self._dispatch(entity)
 
@@ -432,6 +509,7 @@ class Broker(Handler):
         if settled:  # receive-and-delete
             delivery.settle()
             del entity.messages[stored.seq]
+            self._journal.delete(entity.name, stored.seq)
         else:
             stored.delivery = delivery
 
@@ -454,6 +532,7 @@ class Broker(Handler):
             self._schedule_expiry(token, remaining)
             return
         self._release(token, increment=True)
+        self._flush()
 
     def _encode(self, stored: Stored, *, locked: bool) -> bytes:
         message = Message()
@@ -531,6 +610,7 @@ class Broker(Handler):
             del self.locks[token]
             del entity.messages[stored.seq]
             stored.lock_token = None
+            self._journal.delete(entity.name, stored.seq)
         elif status == "suspended":
             del self.locks[token]
             self._dead_letter(entity, stored, reason, description)
@@ -539,6 +619,7 @@ class Broker(Handler):
             stored.deferred = True
             self._modify(stored, properties)
             stored.lock_token, stored.delivery = None, None
+            self._keep(entity, stored)
         else:  # abandoned
             self._modify(stored, properties)
             self._release(token, increment=True)
@@ -561,6 +642,7 @@ class Broker(Handler):
                 f"{self.config.max_delivery_count} delivery attempts.",
             )
             return
+        self._keep(entity, stored)
         if stored.deferred:
             stored.lock_token, stored.locked_until_ms = None, 0
             return
@@ -579,6 +661,7 @@ class Broker(Handler):
 
     def _dead_letter(self, entity: Entity, stored: Stored, reason: Any, description: Any) -> None:
         entity.messages.pop(stored.seq, None)
+        self._journal.delete(entity.name, stored.seq)
         target = entity.dead_letter
         if target is None:  # dead-lettering from the dead-letter queue just removes it there
             return
@@ -594,6 +677,7 @@ class Broker(Handler):
         stored.deferred = False
         stored.dead_letter_source = entity.name
         target.messages[stored.seq] = stored
+        self._keep(target, stored)
         target.make_available(stored)
         self._dispatch(target)
 

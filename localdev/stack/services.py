@@ -154,10 +154,14 @@ def amqp_answers(port: int) -> bool:
         return False
 
 
-def servicebus_spec(port: int, queues: tuple[str, ...]) -> ServiceSpec:
-    """The Service Bus test broker (``localdev.servicebus``), run with this interpreter."""
+def servicebus_spec(
+    port: int, queues: tuple[str, ...], data_dir: Path | None = None
+) -> ServiceSpec:
+    """The Service Bus test broker (``localdev.servicebus``), run with this interpreter; with
+    ``data_dir`` its messages survive a stop_service/start_service outage, as in Service Bus."""
     from localdev.servicebus import READY_MARKER
 
+    persistence = ("--data-dir", str(data_dir)) if data_dir is not None else ()
     return ServiceSpec(
         name=SERVICEBUS,
         argv=(
@@ -171,6 +175,7 @@ def servicebus_spec(port: int, queues: tuple[str, ...]) -> ServiceSpec:
             str(port),
             "--queues",
             *queues,
+            *persistence,
         ),
         ports={"servicebus": port},
         log_markers=(f"{READY_MARKER}127.0.0.1:{port}",),

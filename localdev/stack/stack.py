@@ -7,8 +7,10 @@ loses every item, and the stack provisions the database and containers again if 
 provisioned them before. Azurite keeps its data on disk under the work directory.
 
 The Service Bus test broker (``localdev.servicebus``) creates the app's queues
-(``shared.names.SERVICE_BUS_QUEUES``) when it starts and keeps messages in memory only:
-``stop_service("servicebus")`` loses every message in its queues and dead-letter queues.
+(``shared.names.SERVICE_BUS_QUEUES``) when it starts and keeps its messages on disk under the
+work directory, like Azurite: after ``stop_service("servicebus")`` and ``start_service`` the
+queues and dead-letter queues still hold them (locks held at the stop are lost, so those
+messages are delivered again).
 """
 
 from __future__ import annotations
@@ -248,7 +250,9 @@ class LocalStack:
                 self.ports.blob, self.ports.queue, self.ports.table, data_dir
             )
         if name == SERVICEBUS:
-            return services.servicebus_spec(self.ports.servicebus, names.SERVICE_BUS_QUEUES)
+            return services.servicebus_spec(
+                self.ports.servicebus, names.SERVICE_BUS_QUEUES, self.workdir / "servicebus"
+            )
         return services.cosmos_spec(self.ports.cosmos)
 
     def _wait_until_ready(self, specs: list[ServiceSpec]) -> None:

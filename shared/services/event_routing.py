@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 PAID: Final = EVENT_TYPES[OrderStatus.PAID]
 ORDER_EVENT_PREFIX: Final = "Orderflow.Order."
 SERVICE_BUS = "Service Bus"
+SEND_TIMEOUT_SECONDS: Final = 5.0  # one send, the SDK's own retries included
+LOCK_WAIT_SECONDS: Final = 1.0  # a healthy send takes milliseconds
+FAILURE_COOL_DOWN_SECONDS: Final = 1.0
 log = get_logger("events")
 
 
@@ -182,12 +186,20 @@ class EventRouter:
 
 class ServiceBusCommandSender:
     """CommandSender on the Service Bus SDK. One sender link per process, reused; senders are
-    not thread-safe, so sends are serialised (a send is one round trip)."""
+    not thread-safe, so sends are serialised (a send is one round trip).
 
-    def __init__(self, queue_name: str) -> None:
+    While Service Bus is unreachable, sends fail fast instead of waiting out the SDK's retries
+    one after another: each routing invocation holds one of the worker's threads, which HTTP
+    requests share, and Event Grid retries a failed delivery with backoff anyway. So a send
+    gives up after SEND_TIMEOUT_SECONDS, one waiting for another's send after LOCK_WAIT_SECONDS,
+    and for FAILURE_COOL_DOWN_SECONDS after a failed send the others fail at once."""
+
+    def __init__(self, queue_name: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._queue_name = queue_name
         self._lock = threading.Lock()
         self._sender: ServiceBusSender | None = None
+        self._clock = clock
+        self._failed_at: float | None = None
 
     def send(self, command: OutgoingCommand) -> None:
         from azure.servicebus import ServiceBusMessage
@@ -203,14 +215,28 @@ class ServiceBusCommandSender:
             subject=command.subject,
             application_properties=dict(command.application_properties),  # type: ignore[arg-type]
         )
-        with self._lock:
-            try:
-                if self._sender is None:
-                    self._sender = get_service_bus_client().get_queue_sender(self._queue_name)
-                self._sender.send_messages(message)
-            except ServiceBusError as error:
-                self._close()
-                raise DependencyUnavailableError(SERVICE_BUS, type(error).__name__) from error
+        self._fail_fast_after_a_failure()
+        if not self._lock.acquire(timeout=LOCK_WAIT_SECONDS):
+            raise DependencyUnavailableError(SERVICE_BUS, "an earlier send is still waiting")
+        try:
+            self._fail_fast_after_a_failure()  # the send this one waited for may have failed
+            if self._sender is None:
+                self._sender = get_service_bus_client().get_queue_sender(self._queue_name)
+            self._sender.send_messages(message, timeout=SEND_TIMEOUT_SECONDS)
+            self._failed_at = None
+        except ServiceBusError as error:
+            self._failed_at = self._clock()
+            self._close()
+            raise DependencyUnavailableError(SERVICE_BUS, type(error).__name__) from error
+        finally:
+            self._lock.release()
+
+    def _fail_fast_after_a_failure(self) -> None:
+        from shared.errors import DependencyUnavailableError
+
+        failed_at = self._failed_at
+        if failed_at is not None and self._clock() - failed_at < FAILURE_COOL_DOWN_SECONDS:
+            raise DependencyUnavailableError(SERVICE_BUS, "a send failed moments ago")
 
     def _close(self) -> None:
         sender, self._sender = self._sender, None

@@ -26,7 +26,7 @@ from shared.names import (
     ORDERS_CONTAINER,
 )
 from shared.services.fulfillment import FULFIL_ORDER
-from shared.webhooks import signature_header
+from shared.webhooks import signed_payment_succeeded
 from tests.fixtures.app import WEBHOOK_SECRET, IsolatedApp
 from tests.fixtures.host import HostProcess, HttpResult
 
@@ -93,19 +93,7 @@ def place(host: HostProcess, customer: str, lines: list[tuple[str, int]]) -> dic
 
 
 def pay(host: HostProcess, order: dict[str, Any], traceparent: str | None = None) -> HttpResult:
-    body = json.dumps(
-        {
-            "id": f"evt_{uuid.uuid4().hex}",
-            "type": "payment.succeeded",
-            "data": {
-                "customerId": order["customerId"],
-                "orderId": order["id"],
-                "amount": order["total"],
-                "currency": order["currency"],
-            },
-        }
-    ).encode()
-    headers = {**JSON, "X-Signature": signature_header(body, WEBHOOK_SECRET, int(time.time()))}
+    body, headers = signed_payment_succeeded(order, WEBHOOK_SECRET)
     if traceparent:
         headers["traceparent"] = traceparent
     response = host.request("POST", "/api/v1/payments/webhook", body=body, headers=headers)

@@ -16,47 +16,34 @@ from typing import Any
 import azure.functions as func
 import pytest
 from azure.core.exceptions import ServiceRequestError
-from azure.core.pipeline.transport import HttpTransport, RequestsTransport
 from azure.cosmos import CosmosClient
 
 from blueprints import http_api
 from shared import clients
 from shared.services.providers import reset_services
 from tests.fixtures.eventgrid import EventGridSink
+from tests.fixtures.transport import ForwardingTransport, document_path
 
 pytestmark = pytest.mark.integration
 
 
-class CosmosTransport(HttpTransport):  # type: ignore[type-arg]
+class CosmosTransport(ForwardingTransport):
     """Counts data-plane requests; optionally answers some of them with a fault instead."""
 
     def __init__(self) -> None:
-        self._inner = RequestsTransport(connection_verify=False)
+        super().__init__()
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
         self.fault: Callable[[Any], Any] | None = None
 
-    def __enter__(self) -> CosmosTransport:
-        self._inner.__enter__()
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self._inner.__exit__(*args)
-
-    def open(self) -> None:
-        self._inner.open()
-
-    def close(self) -> None:
-        self._inner.close()
-
     def send(self, request: Any, **kwargs: Any) -> Any:
-        path = request.url.split("://", 1)[1].split("/", 1)[-1]
-        if "/docs" in f"/{path}":
+        path = document_path(request)
+        if path is not None:
             with self._lock:
                 self.requests.append((request.method, path))
             if self.fault is not None:
                 return self.fault(request)
-        return self._inner.send(request, **kwargs)
+        return self.forward(request, **kwargs)
 
     def reset(self) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ from shared.events import event_id, order_event
 from shared.models import OrderStatus
 from shared.names import FULFILLMENT_QUEUE
 from shared.services.event_routing import (
+    FAILURE_COOL_DOWN_SECONDS,
     EventRouter,
     RouteOutcome,
     ServiceBusCommandSender,
@@ -194,3 +195,28 @@ def test_cloudevent_envelopes_keep_their_extensions() -> None:
         "datacontenttype": "application/json",
     }
     assert envelope.with_traceparent(None) is envelope
+
+
+def test_after_a_failed_send_others_fail_fast_until_the_cool_down_ends(
+    servicebus_broker_factory: BrokerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While Service Bus is unreachable, routing invocations must not each wait out the SDK's
+    retries (they hold worker threads that HTTP requests need; Event Grid retries anyway)."""
+    broker = servicebus_broker_factory()
+    use_broker(broker, monkeypatch)
+    now = [1000.0]
+    route = EventRouter(ServiceBusCommandSender(FULFILLMENT_QUEUE, clock=lambda: now[0]))
+    assert route.route(envelope_from_dict(paid_event())) is RouteOutcome.COMMAND_SENT
+    broker.stop()
+
+    with pytest.raises(DependencyUnavailableError, match="ServiceBus"):
+        route.route(envelope_from_dict(paid_event()))  # tried, and failed
+    back = servicebus_broker_factory(port=broker.port)
+    with pytest.raises(DependencyUnavailableError, match="a send failed moments ago"):
+        route.route(envelope_from_dict(paid_event()))  # not tried: failed at once
+    now[0] += FAILURE_COOL_DOWN_SECONDS
+
+    before = queued(back)
+    event = paid_event()
+    assert route.route(envelope_from_dict(event)) is RouteOutcome.COMMAND_SENT
+    assert [m.message_id for m in received(back, before)] == [event["id"]]

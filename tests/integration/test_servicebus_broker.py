@@ -119,7 +119,8 @@ def test_abandon_lock_expiry_and_max_delivery_count_dead_letter(
 def test_dead_letter_with_reason_defer_and_renew_lock(
     servicebus_broker_factory: BrokerFactory,
 ) -> None:
-    broker = servicebus_broker_factory(lock_duration=2.0)
+    # Long enough that a busy machine cannot let the lock lapse before it is renewed.
+    broker = servicebus_broker_factory(lock_duration=30.0)
     with client(broker) as sb:
         with sb.get_queue_sender(QUEUE) as sender:
             sender.send_messages([ServiceBusMessage("bad"), ServiceBusMessage("later")])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -70,7 +71,8 @@ def observed(local_stack: LocalStack) -> Iterator[Observed]:
 @pytest.fixture
 def start_host(
     local_host_factory: HostFactory, local_stack: LocalStack, names: dict[str, str]
-) -> Callable[[], HostProcess]:
+) -> Callable[..., HostProcess]:
+    """Starts the test app's host; keyword arguments are extra app settings."""
     connection = local_stack.storage_connection_string
     with BlobServiceClient.from_connection_string(connection) as blobs:
         blobs.create_container(names["WATCHED_CONTAINER"])
@@ -80,7 +82,7 @@ def start_host(
         "LOCALDEV_BLOB_POLL_SECONDS": "0.1",
         **names,
     }
-    return lambda: local_host_factory(APP_DIR, env=env)
+    return lambda **extra: local_host_factory(APP_DIR, env={**env, **extra})
 
 
 def upload(stack: LocalStack, container: str, name: str, data: bytes) -> None:
@@ -209,3 +211,48 @@ def test_queue_messages_are_retried_with_dequeue_counts_then_poisoned(
     )
     assert queue.peek_messages(max_messages=32) == []
     assert len(events) >= 7
+
+
+def test_a_running_message_stays_invisible_and_a_killed_hosts_message_comes_back(
+    start_host: Callable[..., HostProcess],
+    local_stack: LocalStack,
+    names: dict[str, str],
+    observed: Observed,
+) -> None:
+    """The host keeps a message invisible while its function runs (renewing before the
+    visibility timeout ends); when the host dies, the message is delivered again once it ends."""
+    queue_name = names["WORK_QUEUE"]
+    queue = work_queue(local_stack, queue_name)
+    queue.create_queue()
+    visibility = {"LOCALDEV_QUEUE_VISIBILITY_SECONDS": "2"}
+    host = start_host(**visibility)
+    queue.send_message(json.dumps({"n": "slow", "sleep": 4}))  # twice the visibility timeout
+    observed.wait_for(lambda e: len(of(e, "on_message")) == 1)
+    host.wait_for_log("Executed 'Functions.on_message'", timeout=WAIT_SECONDS)
+    deleted = wait_until_empty(queue)  # with its renewed pop receipt (invisible ones count)
+    assert deleted
+
+    queue.send_message(json.dumps({"n": "interrupted", "sleep": 60}))
+    observed.wait_for(lambda e: len(of(e, "on_message")) == 2)
+    host.stop(signal.SIGKILL)
+    host = start_host(**visibility)
+    events = observed.wait_for(lambda e: len(of(e, "on_message")) == 3)
+    host.wait_for_log("Executed 'Functions.on_message'", timeout=WAIT_SECONDS)
+    host.stop()
+
+    deliveries = [
+        (json.loads(e["body"])["n"], e["dequeueCount"]) for e in of(observed.drain(), "on_message")
+    ]
+    assert deliveries == [("slow", 1), ("interrupted", 1), ("interrupted", 2)]
+    assert wait_until_empty(queue)
+    assert len(events) == 3
+
+
+def wait_until_empty(queue: QueueClient) -> bool:
+    """Whether the queue holds no message, visible or not, within WAIT_SECONDS."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while queue.get_queue_properties().approximate_message_count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
