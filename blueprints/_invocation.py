@@ -16,8 +16,9 @@ _started = threading.Event()
 _start_lock = threading.Lock()
 
 
-def _start_once() -> None:
-    """First invocation: structured logging and (if configured) telemetry export.
+def _start_once(context: func.Context | None) -> None:
+    """First invocation: structured logging and (if configured) telemetry export, then the
+    cold-start metric, named after the function whose invocation started this worker.
 
     Deferred from import time so indexing stays fast; a bad setting surfaces in the
     invocation that needs it, as a clear error, not as "0 functions found".
@@ -50,13 +51,22 @@ def _start_once() -> None:
             connection_string.get_secret_value() if connection_string else None, credential
         )
         _started.set()
+        from shared.metrics import COLD_STARTS, add_to_counter
+
+        function_name = str(getattr(context, "function_name", None) or "unknown")
+        add_to_counter(
+            COLD_STARTS,
+            1,
+            f"worker started: first invocation is {function_name}",
+            attributes={"function": function_name},
+        )
 
 
 @contextmanager
 def http_invocation(
     req: func.HttpRequest, context: func.Context | None
 ) -> Iterator[InvocationContext]:
-    _start_once()
+    _start_once(context)
     traceparent = req.headers.get("traceparent")
     if context is not None and context.trace_context is not None:
         traceparent = context.trace_context.trace_parent or traceparent
@@ -71,7 +81,7 @@ def http_invocation(
 @contextmanager
 def invocation(context: func.Context | None) -> Iterator[InvocationContext]:
     """Scope for a non-HTTP invocation (timer, queue, ...): ids from the host's context."""
-    _start_once()
+    _start_once(context)
     traceparent = None
     if context is not None and context.trace_context is not None:
         traceparent = context.trace_context.trace_parent
@@ -93,7 +103,7 @@ def invocation_with_trace(
 
     from shared.observability import trace_id_from
 
-    _start_once()
+    _start_once(context)
     host_traceparent = None
     if context is not None and context.trace_context is not None:
         host_traceparent = context.trace_context.trace_parent

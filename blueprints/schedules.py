@@ -91,12 +91,22 @@ def daily_sales_report(timer: func.TimerRequest, context: func.Context) -> None:
     use_monitor=True,
 )
 def dead_letter_watch(timer: func.TimerRequest, context: func.Context) -> None:
-    """Dead-letter depth of the fulfillment queue as a metric, and a warning when above zero."""
+    """Dead-letter depth of the fulfillment queue and depth of the import chunks' poison queue
+    as metrics, each with a warning when above zero."""
     from shared.config import get_settings
-    from shared.services.deadletters import ServiceBusDeadLetterPeeker, watch_dead_letters
+    from shared.names import IMPORT_CHUNKS_POISON_QUEUE
+    from shared.services.deadletters import (
+        ServiceBusDeadLetterPeeker,
+        StorageQueueDepth,
+        watch_dead_letters,
+        watch_poison_queue,
+    )
 
     with invocation(context):
         _note_if_past_due("dead_letter_watch", timer)
         queue = get_settings().fulfillment_queue
-        with ServiceBusDeadLetterPeeker(queue) as peeker:
-            watch_dead_letters(peeker, queue)
+        try:
+            with ServiceBusDeadLetterPeeker(queue) as peeker:
+                watch_dead_letters(peeker, queue)
+        finally:  # one watch failing must not hide the other
+            watch_poison_queue(StorageQueueDepth(), IMPORT_CHUNKS_POISON_QUEUE)

@@ -64,6 +64,36 @@ param storageSkuName string = 'Standard_LRS'
 @maxValue(730)
 param logRetentionInDays int = 30
 
+@description('E-mail address that receives alerts and budget notifications; empty for none (docs/OPERATIONS.md).')
+param alertEmailAddress string = ''
+
+@description('Monthly cost budget of the resource group, in the billing currency; notifies at 80% and 100%.')
+@minValue(1)
+param monthlyBudgetAmount int = 100
+
+@description('Start of the budget (yyyy-MM-01). Empty on the first deployment: this month. Azure cannot change it afterwards, so azd and infra/scripts/deploy.sh pass back the ORDERFLOW_BUDGET_START_DATE output.')
+param budgetStartDate string = ''
+
+@description('Do not set: the first day of the current month, the budget start of a new environment.')
+param currentMonthStart string = utcNow('yyyy-MM-01')
+
+@description('Alert when more than this percentage of HTTP requests answer 5xx.')
+@minValue(1)
+@maxValue(100)
+param http5xxPercentThreshold int = 5
+
+@description('Alert when a function\'s 95th percentile duration exceeds this many milliseconds.')
+@minValue(100)
+param functionDurationP95ThresholdMs int = 10000
+
+@description('Alert when a function fails more than this many times in 15 minutes.')
+@minValue(0)
+param functionFailuresThreshold int = 5
+
+@description('Alert when imports reject more than this many rows in an hour.')
+@minValue(0)
+param importRowsRejectedThreshold int = 100
+
 // Names the app shares with the local stack (shared/names.py).
 var cosmosDatabaseName = 'orderflow'
 var fulfillmentQueueName = 'fulfillment'
@@ -78,6 +108,8 @@ var storageQueues = [
   'order-import-chunks-poison'
 ]
 var deadLetterContainerName = 'eventgrid-deadletters'
+
+var budgetStart = !empty(budgetStartDate) ? budgetStartDate : currentMonthStart
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -232,6 +264,51 @@ module functionApp 'modules/functionapp.bicep' = {
   }
 }
 
+// Operations (docs/OPERATIONS.md): alerts and their action group, the workbook, the budget.
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    actionGroupName: 'ag-orderflow-${resourceToken}'
+    alertNamePrefix: 'alert-orderflow-${resourceToken}'
+    location: location
+    tags: tags
+    alertEmailAddress: alertEmailAddress
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusNamespaceName: serviceBus.outputs.name
+    fulfillmentQueueName: serviceBus.outputs.fulfillmentQueueName
+    parkedQueueName: serviceBus.outputs.parkedQueueName
+    http5xxPercentThreshold: http5xxPercentThreshold
+    functionDurationP95ThresholdMs: functionDurationP95ThresholdMs
+    functionFailuresThreshold: functionFailuresThreshold
+    importRowsRejectedThreshold: importRowsRejectedThreshold
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    displayName: 'Orderflow operations (${environmentName})'
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusNamespaceName: serviceBus.outputs.name
+  }
+}
+
+module budget 'modules/budget.bicep' = {
+  name: 'budget'
+  scope: rg
+  params: {
+    name: 'budget-orderflow-${resourceToken}'
+    amount: monthlyBudgetAmount
+    startDate: budgetStart
+    actionGroupId: alerts.outputs.actionGroupId
+    contactEmails: empty(alertEmailAddress) ? [] : [alertEmailAddress]
+  }
+}
+
 // Names only: no key, connection string or secret leaves the deployment.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
@@ -244,3 +321,5 @@ output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output EVENTGRID_TOPIC_NAME string = eventGrid.outputs.topicName
 output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.systemTopicName
 output EVENTGRID_DEAD_LETTER_CONTAINER string = deadLetterContainerName
+// Fed back as budgetStartDate on the next deployment (azd env, deploy.sh): it cannot change.
+output ORDERFLOW_BUDGET_START_DATE string = budgetStart

@@ -28,7 +28,8 @@ BLOB_CONTAINERS: Final = (
 
 # Storage queues (the host creates ``<queue>-poison`` on demand; the local stack creates it too).
 IMPORT_CHUNKS_QUEUE: Final = "order-import-chunks"
-STORAGE_QUEUES: Final = (IMPORT_CHUNKS_QUEUE, f"{IMPORT_CHUNKS_QUEUE}-poison")
+IMPORT_CHUNKS_POISON_QUEUE: Final = f"{IMPORT_CHUNKS_QUEUE}-poison"
+STORAGE_QUEUES: Final = (IMPORT_CHUNKS_QUEUE, IMPORT_CHUNKS_POISON_QUEUE)
 
 # Service Bus.
 FULFILLMENT_QUEUE: Final = "fulfillment"

@@ -8,12 +8,21 @@
 #   AZURE_LOCATION     region offering Flex Consumption, e.g. swedencentral
 # Optional:
 #   ORDERFLOW_OPERATOR_PRINCIPAL_ID / _TYPE   person or group that may set Key Vault secrets
+#   ORDERFLOW_ALERT_EMAIL                     receives alerts and budget notifications
+#   ORDERFLOW_MONTHLY_BUDGET                  monthly cost budget of the resource group (100)
+#   ORDERFLOW_BUDGET_START_DATE               budget start (yyyy-MM-01); default: kept from the
+#                                             last deployment, since Azure cannot change it
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 : "${AZURE_ENV_NAME:?set AZURE_ENV_NAME (for example orderflow-prod)}"
 : "${AZURE_LOCATION:?set AZURE_LOCATION (a region with Flex Consumption)}"
 deployment="orderflow-${AZURE_ENV_NAME}"
+
+# A budget's start date cannot change once the budget exists: reuse the one the last deployment
+# used (empty on the first deployment, which starts the budget this month).
+budget_start="${ORDERFLOW_BUDGET_START_DATE:-$(az deployment sub show --name "$deployment" \
+  --query properties.outputs.ORDERFLOW_BUDGET_START_DATE.value --output tsv 2>/dev/null || true)}"
 
 echo "deploy: provisioning infra/main.bicep as deployment $deployment" >&2
 az deployment sub create \
@@ -25,6 +34,9 @@ az deployment sub create \
     location="$AZURE_LOCATION" \
     operatorPrincipalId="${ORDERFLOW_OPERATOR_PRINCIPAL_ID:-}" \
     operatorPrincipalType="${ORDERFLOW_OPERATOR_PRINCIPAL_TYPE:-Group}" \
+    alertEmailAddress="${ORDERFLOW_ALERT_EMAIL:-}" \
+    monthlyBudgetAmount="${ORDERFLOW_MONTHLY_BUDGET:-100}" \
+    budgetStartDate="$budget_start" \
   --output none
 
 # The deployment's outputs (names and endpoints only) become environment variables, as azd does.

@@ -8,6 +8,12 @@ app's identity has only the data roles (send and receive) it needs, and a watch 
 to give it the right to delete queues. Peeking needs only receive rights (Azure Service Bus Data
 Receiver). Its cost is one request per page: the count is capped at ``limit`` messages (then
 reported as "at least"), which is far beyond the point where someone must look anyway.
+
+The same watch reports the storage poison queue of import chunks (chunks the host gave up on
+after maxDequeueCount). Azure Monitor's storage metric QueueMessageCount covers the whole
+account, not one queue, so an alert on this queue needs the app's own gauge. Its depth is the
+queue's approximate message count (one Get Queue Metadata request, allowed by the app's Storage
+Queue Data Contributor role).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from shared.metrics import DEAD_LETTER_DEPTH, record_gauge
+from shared.metrics import DEAD_LETTER_DEPTH, POISON_QUEUE_DEPTH, record_gauge
 from shared.observability import get_logger
 
 log = get_logger("deadletters")
@@ -84,6 +90,45 @@ def watch_dead_letters(
         logger=log,
     )
     return depth
+
+
+class QueueDepthSource(Protocol):
+    def approximate_message_count(self, queue: str) -> int:
+        """Messages in ``queue`` (0 when it does not exist yet)."""
+        ...
+
+
+def watch_poison_queue(source: QueueDepthSource, queue: str) -> int:
+    """Record the poison queue's depth as a gauge, and warn when anything is in it."""
+    depth = source.approximate_message_count(queue)
+    if depth:
+        message = (
+            f"{depth} messages in the poison queue '{queue}': find the cause in their import's "
+            "logs, then requeue or delete them"
+        )
+        level = logging.WARNING
+    else:
+        message = f"no messages in the poison queue '{queue}'"
+        level = logging.INFO
+    record_gauge(
+        POISON_QUEUE_DEPTH, depth, message, attributes={"queue": queue}, level=level, logger=log
+    )
+    return depth
+
+
+class StorageQueueDepth:
+    """QueueDepthSource on ``azure-storage-queue`` (the app's ImportsStorage account)."""
+
+    def approximate_message_count(self, queue: str) -> int:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        from shared.clients import get_queue_service
+
+        try:
+            properties = get_queue_service().get_queue_client(queue).get_queue_properties()
+        except ResourceNotFoundError:
+            return 0  # the host creates a poison queue when it first parks a message
+        return int(properties.approximate_message_count or 0)
 
 
 class ServiceBusDeadLetterPeeker:

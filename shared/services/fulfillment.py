@@ -47,6 +47,7 @@ from shared.errors import (
     OrderflowError,
     PreconditionFailedError,
 )
+from shared.metrics import FULFILLMENT_LATENCY_SECONDS, record_histogram
 from shared.models import Identifier, OrderStatus
 from shared.observability import get_logger
 from shared.publisher import EventPublisher
@@ -149,6 +150,14 @@ def was_paid(document: Mapping[str, Any]) -> bool:
     return any(entry.get("status") == "paid" for entry in document.get("history") or [])
 
 
+def paid_at(document: Mapping[str, Any]) -> datetime | None:
+    """When the order became paid (its history entry), or None when it never was."""
+    for entry in document.get("history") or []:
+        if entry.get("status") == "paid" and entry.get("at"):
+            return datetime.fromisoformat(str(entry["at"]))
+    return None
+
+
 class FulfillmentService:
     def __init__(
         self,
@@ -241,7 +250,7 @@ class FulfillmentService:
                 },
             )
             checkpoint("transitioned")
-            log.info("order %s fulfilled", stored.id, extra={"orderId": stored.id})
+            self._record_latency(stored, self._clock())
             return FulfillmentResult(FulfillmentOutcome.FULFILLED, fulfilled)
         # Give back what this delivery (or an earlier one) took before saying "backordered",
         # so the status never shows while stock is still held for the order.
@@ -268,6 +277,22 @@ class FulfillmentService:
             extra={"orderId": stored.id},
         )
         return FulfillmentResult(FulfillmentOutcome.BACKORDERED, backordered)
+
+    @staticmethod
+    def _record_latency(stored: StoredOrder, fulfilled_at: datetime) -> None:
+        """Seconds from payment to fulfilment: what a customer waits once they have paid."""
+        paid = paid_at(stored.document)
+        if paid is None:
+            log.info("order %s fulfilled", stored.id, extra={"orderId": stored.id})
+            return
+        seconds = round(max(0.0, (fulfilled_at - paid).total_seconds()), 3)
+        record_histogram(
+            FULFILLMENT_LATENCY_SECONDS,
+            seconds,
+            f"order {stored.id} fulfilled {seconds} s after payment",
+            fields={"orderId": stored.id},
+            logger=log,
+        )
 
     def _mark_reserving(self, stored: StoredOrder, command: FulfilOrderCommand) -> StoredOrder:
         """Record on the order that fulfillment has begun (once: a redelivery that finds the

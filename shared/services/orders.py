@@ -24,7 +24,9 @@ from shared.errors import (
     PreconditionFailedError,
 )
 from shared.events import order_event
+from shared.metrics import ORDERS_TRANSITIONED, add_to_counter
 from shared.models import Order, OrderDraft, OrderSource, OrderStatus, can_transition
+from shared.observability import get_logger
 from shared.publisher import EventPublisher
 from shared.repositories.orders import OrderPage, OrderRepository, StoredOrder
 from shared.services.outbox import publish_outbox
@@ -33,6 +35,8 @@ _API_NAMESPACE: Final = uuid.UUID("0d9f4f6e-2b8a-4c55-8f7e-5f3f4a1c2b01")
 _IMPORT_NAMESPACE: Final = uuid.UUID("a3c1e2d4-5b6f-4a7e-9c8d-1e2f3a4b5c6d")
 DEFAULT_PAGE_SIZE: Final = 25
 MAX_PAGE_SIZE: Final = 100
+
+log = get_logger("orders")
 
 
 def utc_now() -> datetime:
@@ -92,6 +96,19 @@ def first_response_view(document: dict[str, Any]) -> dict[str, Any]:
         view["status"] = history[0]["status"]
     view["updatedAt"] = view["createdAt"]
     return view
+
+
+def count_transition(stored: StoredOrder, status: OrderStatus) -> None:
+    """One order entered ``status``: the orders-by-status metric, and a log record carrying the
+    order id, which is how one order's way through the system is found in the logs."""
+    add_to_counter(
+        ORDERS_TRANSITIONED,
+        1,
+        f"order {stored.id} is {status.value}",
+        attributes={"status": status.value},
+        fields={"orderId": stored.id, "customerId": stored.customer_id},
+        logger=log,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +171,7 @@ class OrderService:
                 raise IdempotencyKeyReusedError(idempotency_key or external_id or "") from None
             # An earlier try may have stored the order but not published its event.
             return PlaceResult(publish_outbox(existing, self._orders, self._publisher), True)
+        count_transition(stored, OrderStatus.PENDING)
         return PlaceResult(publish_outbox(stored, self._orders, self._publisher), False)
 
     def get(self, customer_id: str, order_id: str) -> StoredOrder:
@@ -213,6 +231,7 @@ class OrderService:
             order_event(document, target, now, traceparent=traceparent)
         )
         saved = self._orders.replace(document, stored.etag)
+        count_transition(saved, target)
         if not publish:
             return saved
         return publish_outbox(saved, self._orders, self._publisher)

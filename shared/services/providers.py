@@ -1,28 +1,34 @@
 """Process-wide service instances wired to their Cosmos repositories and the Event Grid
-publisher; created on first use, reused, and resettable by tests (``reset_services``)."""
+publisher; created on first use, reused, and resettable by tests (``reset_services``).
+
+Each provider imports its service when first called, so a function's first invocation loads
+only what that function needs (the first GET of an order does not load the import pipeline)."""
 
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
-from shared.publisher import EventPublisher
-from shared.repositories.orders import OrderRepository
-from shared.services.event_routing import EventRouter
-from shared.services.expiry import OrderExpiryService
-from shared.services.fulfillment import FulfillmentService
-from shared.services.fulfillment_messages import ParkingLot
-from shared.services.import_pipeline import ImportPipeline
-from shared.services.imports import ImportStatusService
-from shared.services.inventory import InventoryService
-from shared.services.orders import OrderService
-from shared.services.payments import PaymentService
-from shared.services.reports import DailySalesReportService
+if TYPE_CHECKING:
+    from shared.publisher import EventPublisher
+    from shared.repositories.orders import OrderRepository
+    from shared.services.event_routing import EventRouter
+    from shared.services.expiry import OrderExpiryService
+    from shared.services.fulfillment import FulfillmentService
+    from shared.services.fulfillment_messages import ParkingLot
+    from shared.services.import_pipeline import ImportPipeline
+    from shared.services.imports import ImportStatusService
+    from shared.services.inventory import InventoryService
+    from shared.services.orders import OrderService
+    from shared.services.payments import PaymentService
+    from shared.services.reports import DailySalesReportService
 
 
 @cache
 def order_service() -> OrderService:
     from shared.publisher import EventGridPublisher
     from shared.repositories.orders import CosmosOrderRepository
+    from shared.services.orders import OrderService
 
     return OrderService(CosmosOrderRepository(), EventGridPublisher())
 
@@ -30,6 +36,7 @@ def order_service() -> OrderService:
 @cache
 def inventory_service() -> InventoryService:
     from shared.repositories.inventory import CosmosInventoryRepository
+    from shared.services.inventory import InventoryService
 
     return InventoryService(CosmosInventoryRepository())
 
@@ -37,6 +44,7 @@ def inventory_service() -> InventoryService:
 @cache
 def import_status_service() -> ImportStatusService:
     from shared.repositories.imports import CosmosImportStatusRepository
+    from shared.services.imports import ImportStatusService
 
     return ImportStatusService(CosmosImportStatusRepository())
 
@@ -49,9 +57,11 @@ def import_pipeline() -> ImportPipeline:
         AzureImportFiles,
         AzureReportBlob,
     )
+    from shared.services.import_pipeline import ImportPipeline
+    from shared.services.imports import ImportRunMetrics
 
     return ImportPipeline(
-        CosmosImportRunRepository(),
+        ImportRunMetrics(CosmosImportRunRepository()),
         AzureImportFiles(),
         AzureReportBlob(),
         AzureChunkQueue(),
@@ -63,6 +73,7 @@ def import_pipeline() -> ImportPipeline:
 def payment_service() -> PaymentService:
     from shared.repositories.idempotency import CosmosIdempotencyStore
     from shared.secrets import get_secret_store
+    from shared.services.payments import PaymentService
 
     return PaymentService(order_service(), CosmosIdempotencyStore(), get_secret_store())
 
@@ -84,6 +95,8 @@ def order_expiry_service() -> OrderExpiryService:
     from shared.publisher import EventGridPublisher
     from shared.repositories.order_scans import CosmosOrderScans
     from shared.repositories.orders import CosmosOrderRepository
+    from shared.services.expiry import OrderExpiryService
+    from shared.services.orders import OrderService
 
     repository = CosmosOrderRepository()
     publisher = EventGridPublisher()
@@ -100,6 +113,7 @@ def order_expiry_service() -> OrderExpiryService:
 def daily_sales_report_service() -> DailySalesReportService:
     from shared.repositories.order_scans import CosmosOrderScans
     from shared.repositories.reports import BlobReportStore
+    from shared.services.reports import DailySalesReportService
 
     return DailySalesReportService(CosmosOrderScans(), BlobReportStore())
 
@@ -109,6 +123,8 @@ def fulfillment_service() -> FulfillmentService:
     from shared.publisher import EventGridPublisher
     from shared.repositories.orders import CosmosOrderRepository
     from shared.repositories.reservations import CosmosStockReservations
+    from shared.services.fulfillment import FulfillmentService
+    from shared.services.orders import OrderService
 
     repository = CosmosOrderRepository()
     publisher = EventGridPublisher()
@@ -128,7 +144,7 @@ def fulfillment_parking() -> ParkingLot:
 @cache
 def event_router() -> EventRouter:
     from shared.config import get_settings
-    from shared.services.event_routing import ServiceBusCommandSender
+    from shared.services.event_routing import EventRouter, ServiceBusCommandSender
 
     return EventRouter(ServiceBusCommandSender(get_settings().fulfillment_queue))
 

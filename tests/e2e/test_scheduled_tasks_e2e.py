@@ -190,3 +190,4 @@ def test_dead_letter_watch_through_the_admin_endpoint(isolated_app: IsolatedApp)
     logs = wait_for_success(host, "dead_letter_watch", invocation_id)
 
     assert "no messages in the dead-letter queue of 'fulfillment'" in logs
+    assert "no messages in the poison queue 'order-import-chunks-poison'" in logs

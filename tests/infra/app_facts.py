@@ -128,3 +128,47 @@ def azure_sdk_imports() -> set[str]:
 def local_sample() -> dict[str, str]:
     data = json.loads((ROOT / "local.settings.json.sample").read_text(encoding="utf-8"))
     return dict(data["Values"])
+
+
+# Calls that record a custom metric: their ``attributes=`` and ``fields=`` become log fields.
+_METRIC_CALLS = frozenset({"record_gauge", "add_to_counter", "record_histogram"})
+_FIELD_KEYWORDS = frozenset({"attributes", "fields"})
+
+
+def _dict_keys(node: ast.expr) -> set[str]:
+    if not isinstance(node, ast.Dict):
+        return set()
+    return {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+
+
+def _called_name(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+def emitted_log_fields() -> set[str]:
+    """Structured log fields the app's code sets (what Application Insights shows as
+    ``customDimensions``): the keys of every literal ``extra={...}`` passed to a logging call,
+    the ``attributes={...}`` and ``fields={...}`` of every metric call (shared/metrics.py logs
+    them), and the ids ``shared.observability.ContextFilter`` puts on every record."""
+    found: set[str] = set()
+    sources = [*(ROOT / "shared").rglob("*.py"), *(ROOT / "blueprints").rglob("*.py")]
+    for path in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                metric_call = _called_name(node) in _METRIC_CALLS
+                for keyword in node.keywords:
+                    if keyword.arg == "extra" or (metric_call and keyword.arg in _FIELD_KEYWORDS):
+                        found |= _dict_keys(keyword.value)
+            elif isinstance(node, ast.ClassDef) and node.name == "ContextFilter":
+                for assign in ast.walk(node):
+                    if isinstance(assign, ast.Assign):
+                        found |= {
+                            target.attr
+                            for target in assign.targets
+                            if isinstance(target, ast.Attribute)
+                            and isinstance(target.value, ast.Name)
+                            and target.value.id == "record"
+                        }
+    return found

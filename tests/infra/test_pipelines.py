@@ -104,21 +104,82 @@ def test_real_bicep_compiler_builds_and_lints_every_entry_template(path: Path) -
         assert template in text
 
 
+GITHUB_DEPLOY = ROOT / ".github" / "workflows" / "deploy.yml"
+DEPLOY_SCRIPT = "infra/scripts/deploy.sh"
+SMOKE_SCRIPT = "infra/scripts/smoke-deployed.sh"
+
+
+def github_rollout() -> dict[str, dict[str, Any]]:
+    """The deploy workflow's Azure jobs by role: staging deploy, smoke, production deploy."""
+    jobs: dict[str, dict[str, Any]] = yaml(GITHUB_DEPLOY)["jobs"]
+    return {name: jobs[name] for name in ("staging", "smoke", "production")}
+
+
+def runs(job: dict[str, Any]) -> list[str]:
+    return [str(s["run"]) for s in job.get("steps", []) if "run" in s]
+
+
 def test_deploy_signs_in_with_oidc_and_least_permissions() -> None:
-    deploy = yaml(ROOT / ".github" / "workflows" / "deploy.yml")
+    deploy = yaml(GITHUB_DEPLOY)
     assert deploy["permissions"] == {}
-    job = deploy["jobs"]["deploy"]
-    assert job["permissions"] == {"contents": "read", "id-token": "write"}
-    assert job["needs"] == "ci"
     assert deploy["jobs"]["ci"]["uses"] == "$/.github/workflows/ci.yml"
-    (login,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("azure/login@")]
-    assert set(login["with"]) == {"client-id", "tenant-id", "subscription-id"}
-    assert any(s.get("run") == "infra/scripts/deploy.sh" for s in job["steps"])
+    assert set(deploy["jobs"]) == {"ci", "staging", "smoke", "production"}
+    for name, job in github_rollout().items():
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}, name
+        (login,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("azure/login@")]
+        assert set(login["with"]) == {"client-id", "tenant-id", "subscription-id"}, name
+
+
+def test_github_rolls_out_staging_then_smoke_then_gated_production() -> None:
+    jobs = github_rollout()
+    staging, smoke, production = jobs["staging"], jobs["smoke"], jobs["production"]
+    # The order is the chain of needs: ci -> staging -> smoke -> production.
+    assert staging["needs"] == "ci"
+    assert smoke["needs"] == "staging"
+    assert production["needs"] == "smoke", "production must wait for the smoke tests"
+    assert runs(staging) == [DEPLOY_SCRIPT]
+    assert runs(smoke) == [SMOKE_SCRIPT]
+    assert runs(production) == [DEPLOY_SCRIPT]
+    # Staging is its own azd environment (resource group and app); production the configured one.
+    assert staging["env"]["AZURE_ENV_NAME"] == "${{ vars.AZURE_ENV_NAME }}-staging"
+    assert smoke["env"]["AZURE_ENV_NAME"] == staging["env"]["AZURE_ENV_NAME"]
+    assert production["env"]["AZURE_ENV_NAME"] == "${{ vars.AZURE_ENV_NAME }}"
+    # The approval: the GitHub environment `production` has required reviewers (docs/DEPLOY.md).
+    assert production["environment"] == "production"
+    assert staging["environment"] == smoke["environment"] == "staging"
+    # A failed smoke step fails its job, and nothing lets production run anyway.
+    assert not any(s.get("continue-on-error") for s in smoke["steps"])
+    assert "continue-on-error" not in smoke
+    assert "if" not in production
+    assert "if" not in smoke
+
+
+def ado_stages() -> dict[str, dict[str, Any]]:
+    return {stage["stage"]: stage for stage in yaml(AZURE_PIPELINES)["stages"]}
+
+
+def ado_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    if "strategy" in job:
+        return list(job["strategy"]["runOnce"]["deploy"]["steps"])
+    return list(job["steps"])
+
+
+def ado_scripts(stage: dict[str, Any]) -> list[str]:
+    """scriptPath of every AzureCLI@2 task of the stage, each checked to use the connection."""
+    paths = []
+    for job in stage["jobs"]:
+        for step in ado_steps(job):
+            if step.get("task") == "AzureCLI@2":
+                assert step["inputs"]["azureSubscription"] == "$(serviceConnection)"
+                paths.append(step["inputs"]["scriptPath"])
+    return paths
 
 
 def test_azure_devops_pipeline() -> None:
     pipeline = yaml(AZURE_PIPELINES)
-    test_stage, deploy_stage = pipeline["stages"]
+    stages = ado_stages()
+    assert list(stages) == ["test", "staging", "smoke", "production"]
+    test_stage = stages["test"]
     scripts = [s.get("script") for job in test_stage["jobs"] for s in job["steps"]]
     assert "make test" in scripts
     tasks = {s.get("task"): s.get("inputs", {}) for job in test_stage["jobs"] for s in job["steps"]}
@@ -126,12 +187,76 @@ def test_azure_devops_pipeline() -> None:
     assert variables["pythonVersion"] == "3.13"
     assert variables["nodeVersion"].startswith("20")
     assert tasks["UsePythonVersion@0"]["versionSpec"] == "$(pythonVersion)"
-    assert deploy_stage["dependsOn"] == "test"
-    (job,) = deploy_stage["jobs"]
-    (cli,) = [s for s in job["strategy"]["runOnce"]["deploy"]["steps"] if "task" in s]
-    assert cli["task"] == "AzureCLI@2"
-    assert cli["inputs"]["azureSubscription"] == "$(serviceConnection)"
-    assert cli["inputs"]["scriptPath"] == "infra/scripts/deploy.sh"
+
+
+def test_azure_devops_rolls_out_staging_then_smoke_then_gated_production() -> None:
+    stages = ado_stages()
+    staging, smoke, production = stages["staging"], stages["smoke"], stages["production"]
+    assert staging["dependsOn"] == "test"
+    assert smoke["dependsOn"] == "staging"
+    assert production["dependsOn"] == "smoke", "production must wait for the smoke tests"
+    assert "refs/heads/main" in staging["condition"]
+    assert smoke["condition"] == production["condition"] == "succeeded()"
+    assert ado_scripts(staging) == [DEPLOY_SCRIPT]
+    assert ado_scripts(smoke) == [SMOKE_SCRIPT]
+    assert ado_scripts(production) == [DEPLOY_SCRIPT]
+    # Deployment jobs on environments: the production environment carries the approval check.
+    (staging_job,) = staging["jobs"]
+    (production_job,) = production["jobs"]
+    assert staging_job["environment"] == "orderflow-staging"
+    assert production_job["environment"] == "orderflow-production"
+    assert "deployment" in staging_job
+    assert "deployment" in production_job
+    staging_env = ado_steps(staging_job)[-1]["env"]
+    (smoke_job,) = smoke["jobs"]
+    assert staging_env["AZURE_ENV_NAME"] == "$(AZURE_ENV_NAME)-staging"
+    assert ado_steps(smoke_job)[-1]["env"]["AZURE_ENV_NAME"] == staging_env["AZURE_ENV_NAME"]
+    assert ado_steps(production_job)[-1]["env"]["AZURE_ENV_NAME"] == "$(AZURE_ENV_NAME)"
+    assert not any(s.get("continueOnError") for s in ado_steps(smoke_job))
+
+
+def test_azure_devops_optional_settings_default_to_empty() -> None:
+    """An undefined $(NAME) reaches a script as the text "$(NAME)": every optional setting the
+    stages pass on has an empty default, declared before the variable group that overrides it."""
+    pipeline = yaml(AZURE_PIPELINES)
+    names = [v.get("name") or f"group:{v['group']}" for v in pipeline["variables"]]
+    group = names.index("group:orderflow-azure")
+    required = {
+        "AZURE_ENV_NAME",
+        "AZURE_LOCATION",
+        "pythonVersion",
+        "nodeVersion",
+        "pythonLocation",
+    }
+    passed = {
+        ref
+        for stage in pipeline["stages"]
+        for job in stage["jobs"]
+        for step in ado_steps(job)
+        for value in (step.get("env") or {}).values()
+        for ref in re.findall(r"\$\((\w+)\)", str(value))
+    }
+    optional = passed - required
+    assert optional, "no optional settings found"
+    for name in optional:
+        assert name in names[:group], f"{name} has no default before the variable group"
+
+
+def test_smoke_script_masks_secrets_and_keeps_them_off_command_lines() -> None:
+    text = (ROOT / SMOKE_SCRIPT).read_text(encoding="utf-8")
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "set -x" not in code
+    assert "::add-mask::" in code
+    assert "##vso[task.setsecret]" in code
+    (make_line,) = [line for line in code.splitlines() if "make smoke" in line]
+    for secret in ("function_key", "webhook_secret"):
+        assert f'mask "${secret}"' in code, f"{secret} is not masked"
+        assert code.index(f'mask "${secret}"') < code.index(make_line), secret
+    # Secrets travel in the environment of make (FUNCTION_KEY=... make smoke), not in its argv.
+    assert "FUNCTION_KEY" not in make_line
+    assert "WEBHOOK_SECRET" not in make_line
+    assert 'FUNCTION_KEY="$function_key" WEBHOOK_SECRET="$webhook_secret" \\\n' + make_line in code
+    assert "az functionapp keys list" in code
 
 
 @pytest.mark.parametrize(
@@ -139,6 +264,7 @@ def test_azure_devops_pipeline() -> None:
     [
         "infra/scripts/deploy.sh",
         "infra/scripts/event-subscriptions.sh",
+        "infra/scripts/smoke-deployed.sh",
         "scripts/bootstrap-infra.sh",
     ],
 )

@@ -131,6 +131,12 @@ def test_metric_names_are_stable() -> None:
         "orderflow.servicebus.dead_letter_depth",
         "orderflow.orders.expired",
         "orderflow.reports.daily_written",
+        "orderflow.orders.transitioned",
+        "orderflow.fulfillment.latency_seconds",
+        "orderflow.imports.rows_accepted",
+        "orderflow.imports.rows_rejected",
+        "orderflow.storage.poison_queue_depth",
+        "orderflow.host.cold_starts",
     )
 
 
