@@ -13,9 +13,9 @@ test: setup
 lint: setup
 	@scripts/test.sh --lint-only
 
+# Every figure beside its floor in one table (docs/PERFORMANCE.md); then event-processing latency.
 bench: setup
-	@.venv/bin/python benchmarks/cold_start.py
-	@.venv/bin/python benchmarks/imports.py
+	@.venv/bin/python -m benchmarks
 	@.venv/bin/python benchmarks/fulfillment.py
 
 stack-up: setup

@@ -48,6 +48,24 @@ GRACEFUL_SHUTDOWN_SECONDS: Final = 10
 logger = logging.getLogger("localdev.host")
 
 
+def listening_socket(address: str, port: int) -> socket.socket:
+    """A listening TCP socket that says it is TCP (``proto=IPPROTO_TCP``).
+
+    ``socket.create_server`` leaves ``proto`` at 0, and asyncio sets TCP_NODELAY on accepted
+    connections only when the listener's ``proto`` is TCP: without it, Nagle's algorithm holds
+    each response body until the client's delayed ACK, about 40 ms per keep-alive request.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as create_server does
+        listener.bind((address, port))
+        listener.listen()
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
 class LocalHost:
     def __init__(
         self,
@@ -95,7 +113,7 @@ class LocalHost:
         port = self._requested_port
         if port is None:
             port = settings.local_http_port or DEFAULT_PORT
-        self._socket = socket.create_server((BIND_ADDRESS, port))
+        self._socket = listening_socket(BIND_ADDRESS, port)
         self._bound_port = self._socket.getsockname()[1]
         try:
             module = self._function_module or default_function_module(self.environ)

@@ -1,0 +1,223 @@
+"""Cold start to the first answer: the first GET of an order in a fresh process, beside a fresh
+process doing one raw azure-cosmos point read of the same order on the same stand-in.
+
+    .venv/bin/python -m benchmarks.first_request [--quick] [--runs 15]
+
+Starts its own stack (free ports; stopped at the end) and places one order through the app.
+Then fresh interpreters, alternating (order flipped every pair, after one unmeasured warm-up
+pair, as in benchmarks/cold_start.py), each timed inside with ``perf_counter``:
+
+- app: ``import azure.functions``, then the local host's own steps: import and index
+  ``function_app`` (``localdev.host.loader``, the worker's indexing), and the GET through
+  ``HttpTriggerSource.handle_http`` (a real ``func.HttpRequest``, the invoker's thread pool,
+  the worker's response converter). On its first call the handler loads its service, pydantic,
+  the Cosmos SDK and the settings, creates the client and reads the order.
+- raw: ``import azure.cosmos``, a client with the app's options, ``read_item``.
+
+Not counted in the app's time, because Azure's host and worker have them loaded before the
+first request arrives: the worker library, and the local host's own modules and route table.
+Goal: the first GET costs at most 1.5x the raw read; median of ``--runs`` processes each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.app_calls import WEBHOOK_SECRET, AppApi
+from benchmarks.local_app import (
+    configure_this_process,
+    quiet_local_tls_warnings,
+    running_stack,
+    stop_on_sigterm,
+)
+from benchmarks.table import Figure, add_arguments, report
+from tests.fixtures.eventgrid import EventGridSink
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+GOAL_RATIO = 1.5
+CHILD_TIMEOUT_SECONDS = 120
+
+# Runs in each fresh interpreter; prints {"seconds": ..., "parts": {...}}. Placeholders:
+# repository, path.
+_APP_CHILD = """
+import asyncio, json, logging, os, sys, time, warnings
+from pathlib import Path
+repository = Path({repository!r})
+sys.path.insert(0, str(repository))
+warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+import azure_functions_runtime  # the worker: loaded before the host sends a request
+import uvicorn  # the local host's server
+loop = asyncio.new_event_loop()
+
+started = time.perf_counter()
+import azure.functions
+parts = {{"import azure.functions": time.perf_counter() - started}}
+
+from localdev.host.http_trigger import HttpTriggerSource
+from localdev.host.invoker import Invoker
+from localdev.host.loader import load_function_app
+from localdev.host.messages import HostRequest
+from localdev.host.settings import read_host_json
+from localdev.host.sources import HostServices
+
+started = time.perf_counter()
+loaded = load_function_app(repository, "function_app", os.environ)
+parts["import + index function_app"] = time.perf_counter() - started
+
+services = HostServices(
+    invoker=Invoker(os.environ),
+    app_dir=repository,
+    host_json=read_host_json(repository),
+    environ=os.environ,
+    base_url="http://127.0.0.1",
+    logger=logging.getLogger("localdev.host"),
+)
+source = HttpTriggerSource(
+    services, [f for f in loaded.functions if f.trigger_type == "httpTrigger"]
+)
+request = HostRequest("GET", {path!r}, "", (), b"", "http://127.0.0.1" + {path!r})
+
+started = time.perf_counter()
+response = loop.run_until_complete(source.handle_http(request))
+parts["first GET"] = time.perf_counter() - started
+services.invoker.close()
+if response is None or response.status != 200:
+    sys.stderr.write(f"GET answered {{getattr(response, 'status', None)}}\\n")
+    sys.exit(3)
+print(json.dumps({{"seconds": sum(parts.values()), "parts": parts}}))
+"""
+
+# Placeholders: endpoint, key, database, container, item, partition.
+_RAW_CHILD = """
+import json, time, warnings
+warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+started = time.perf_counter()
+from azure.cosmos import CosmosClient
+client = CosmosClient(
+    {endpoint!r}, credential={key!r}, enable_endpoint_discovery=False,
+    connection_timeout={connection_timeout!r}, retry_total={retry_total!r},
+    retry_backoff_max={retry_backoff_max!r},
+)
+container = client.get_database_client({database!r}).get_container_client({container!r})
+container.read_item(item={item!r}, partition_key={partition!r})
+seconds = time.perf_counter() - started
+print(json.dumps({{"seconds": seconds}}))
+"""
+
+
+class MeasurementFailedError(RuntimeError):
+    pass
+
+
+def run_child(source: str, settings: dict[str, str]) -> dict[str, Any]:
+    from tests.fixtures.worker_indexing import clean_environment
+
+    completed = subprocess.run(
+        [sys.executable, "-c", source],
+        cwd=REPOSITORY_ROOT,
+        env=clean_environment(settings),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise MeasurementFailedError(
+            f"a fresh process failed with exit {completed.returncode}:\n{completed.stderr}"
+        )
+    sample: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return sample
+
+
+def child_sources(order: dict[str, Any], endpoint: str) -> tuple[str, str]:
+    from localdev.stack import COSMOS_EMULATOR_KEY
+    from shared import clients
+    from shared.names import COSMOS_DATABASE_DEFAULT, ORDERS_CONTAINER
+
+    path = f"/api/v1/customers/{order['customerId']}/orders/{order['id']}"
+    app = _APP_CHILD.format(repository=str(REPOSITORY_ROOT), path=path)
+    raw = _RAW_CHILD.format(
+        endpoint=endpoint,
+        key=COSMOS_EMULATOR_KEY,
+        connection_timeout=clients.CONNECTION_TIMEOUT,
+        retry_total=clients.RETRY_TOTAL,
+        retry_backoff_max=clients.RETRY_BACKOFF_MAX,
+        database=COSMOS_DATABASE_DEFAULT,
+        container=ORDERS_CONTAINER,
+        item=order["id"],
+        partition=order["customerId"],
+    )
+    return app, raw
+
+
+def measure(runs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    quiet_local_tls_warnings()
+    sink = EventGridSink()
+    sink.start()
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="orderflow-bench-first-") as directory,
+            running_stack(Path(directory)) as stack,
+        ):
+            settings = {
+                **stack.app_settings(),
+                **sink.app_settings(),
+                "PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            }
+            configure_this_process(settings)
+            order = AppApi().post_order("first-request")
+            app_source, raw_source = child_sources(order, stack.cosmos_endpoint)
+            run_child(app_source, settings)  # warm-up: bytecode and file caches, not counted
+            run_child(raw_source, settings)
+            app_samples: list[dict[str, Any]] = []
+            raw_samples: list[dict[str, Any]] = []
+            for index in range(runs):
+                pair = ("app", "raw") if index % 2 == 0 else ("raw", "app")
+                for side in pair:
+                    if side == "app":
+                        app_samples.append(run_child(app_source, settings))
+                    else:
+                        raw_samples.append(run_child(raw_source, settings))
+    finally:
+        sink.stop()
+    return app_samples, raw_samples
+
+
+def run(runs: int) -> list[Figure]:
+    app_samples, raw_samples = measure(runs)
+    app_ms = statistics.median(sample["seconds"] for sample in app_samples) * 1000
+    raw_ms = statistics.median(sample["seconds"] for sample in raw_samples) * 1000
+    parts = ", ".join(
+        f"{part} {statistics.median(s['parts'][part] for s in app_samples) * 1000:.0f}"
+        for part in app_samples[0]["parts"]
+    )
+    print(
+        f"first request, median of {runs} fresh processes each: app {app_ms:.0f} ms "
+        f"({parts}), raw read_item {raw_ms:.0f} ms",
+        flush=True,
+    )
+    return [
+        Figure("cold start: first GET order vs raw read_item", app_ms, raw_ms, "ms", GOAL_RATIO)
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_arguments(parser)
+    parser.add_argument("--runs", type=int, default=None, help="fresh processes per side")
+    args = parser.parse_args(argv)
+    stop_on_sigterm()
+    runs = args.runs or (5 if args.quick else 15)
+    report(run(runs), args.figures_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
