@@ -79,6 +79,7 @@ _PLAIN_CURRENCIES: Final = frozenset(ISO_4217 - ZERO_DECIMAL_CURRENCIES)
 # CSV orders are validated in batches of about this many rows (one pydantic call a batch).
 BATCH_ROWS: Final = 1024
 MAX_LINES_PER_ORDER: Final = MAX_LINES
+_ORDER_TOO_LONG: Final = f"the order has more than {MAX_LINES} lines"
 _JSON_TO_CSV: Final = {
     "externalId": "external_id",
     "customerId": "customer_id",
@@ -657,7 +658,11 @@ class ImportScanner:
                 external_id = record[0]
                 if external_id != group.external_id:
                     group = self._switch_group(group, external_id)
-                if len(record) != CSV_COLUMNS:
+                if len(group.rows) > MAX_LINES_PER_ORDER:
+                    # Refused already (too many lines): its further rows are not kept, so one
+                    # endless order cannot fill the memory.
+                    self._reject(start, external_id, _ORDER_TOO_LONG)
+                elif len(record) != CSV_COLUMNS:
                     reason = (
                         f"the line is longer than {MAX_LINE_CHARS} characters or contains NUL"
                         if any("\x00" in cell for cell in record)

@@ -595,3 +595,15 @@ def test_import_ids_are_whole_names_without_separators_or_control_characters(
     name: str, valid: bool
 ) -> None:
     assert is_import_id(name) is valid
+
+
+def test_an_endless_order_is_refused_row_by_row_without_being_held() -> None:
+    rows = [f"E1,c1,S{i},1,1.00,EUR" for i in range(5_000)]
+
+    result = scan(csv_file(*rows, "E2,c1,S,1,1.00,EUR"), FileFormat.CSV, block=65536)
+
+    assert (result.rows_read, result.accepted, result.rejected) == (5_001, 1, 5_000)
+    reasons = [r.reason for r in result.rejections]
+    assert reasons.count("the order has more than 100 lines") == 5_000 - 101
+    assert sorted(r.row for r in result.rejections) == list(range(2, 5_002))
+    assert [o.external_id for o in result.orders] == ["E2"]
