@@ -286,5 +286,7 @@ def test_package_contains_the_app_and_nothing_else(tmp_path: Path) -> None:
     top_level = {name.split("/")[0] for name in archived}
     assert {"blueprints", "shared"} <= top_level
     assert not top_level & {"tests", "infra", "localdev", ".venv", ".venv-infra", ".git"}
+    # Only what the worker runs: no docs, pipelines or development requirements.
+    assert not archived & {"README.md", "azure-pipelines.yml", "requirements-infra.txt", "Makefile"}
     assert "local.settings.json" not in archived
     assert not any("__pycache__" in name for name in archived)
