@@ -16,13 +16,15 @@ from typing import Any
 import azure.functions as func
 import pytest
 from azure.core.exceptions import ServiceRequestError
-from azure.cosmos import CosmosClient
 
 from blueprints import http_api
-from shared import clients
-from shared.services.providers import reset_services
 from tests.fixtures.eventgrid import EventGridSink
-from tests.fixtures.transport import ForwardingTransport, document_path
+from tests.fixtures.transport import (
+    ForwardingTransport,
+    cosmos_through,
+    document_path,
+    throttled_response,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -51,21 +53,7 @@ class CosmosTransport(ForwardingTransport):
 
 
 def throttle(request: Any) -> Any:
-    from azure.core.pipeline.transport._requests_basic import RequestsTransportResponse
-    from requests import Response
-
-    raw = Response()
-    raw.status_code = 429
-    raw.headers.update(
-        {
-            "x-ms-retry-after-ms": "1200",
-            "Content-Type": "application/json",
-            "x-ms-substatus": "3200",
-        }
-    )
-    raw._content = b'{"code":"TooManyRequests","message":"Request rate is large"}'
-    raw.url = request.url
-    return RequestsTransportResponse(request, raw)
+    return throttled_response(request, retry_after_ms=1200)
 
 
 def outage(request: Any) -> Any:
@@ -79,21 +67,10 @@ def cosmos_transport(
     for name, value in events.app_settings().items():
         monkeypatch.setenv(name, value)
     transport = CosmosTransport()
-    client = CosmosClient(
-        app_settings["COSMOS_ENDPOINT"],
-        credential=app_settings["COSMOS_KEY"],
-        transport=transport,
-        retry_total=2,
-        retry_backoff_max=3,
-        enable_endpoint_discovery=False,
-    )
-    clients.install_client("cosmos", client)
-    reset_services()
-    try:
+    with cosmos_through(
+        transport, app_settings, retry_total=2, retry_backoff_max=3, enable_endpoint_discovery=False
+    ):
         yield transport
-    finally:
-        reset_services()
-        clients.reset_clients()
 
 
 def call(  # noqa: PLR0917 - mirrors func.HttpRequest's own arguments

@@ -31,7 +31,6 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.cosmos import CosmosClient
 
 from blueprints import http_api
 from shared import clients
@@ -53,10 +52,15 @@ from shared.services.fulfillment_messages import (
 from shared.services.import_pipeline import ChunkOutcome, FileOutcome, ImportPipeline
 from shared.services.orders import order_id_for_key
 from shared.services.outbox import publish_outbox
-from shared.services.providers import fulfillment_service, order_service, reset_services
+from shared.services.providers import fulfillment_service, order_service
 from tests.fixtures.eventgrid import EventGridSink
 from tests.fixtures.imports import direct_import_files, upload_direct
-from tests.fixtures.transport import ForwardingTransport, document_path
+from tests.fixtures.transport import (
+    ForwardingTransport,
+    cosmos_through,
+    document_path,
+    throttled_response,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -92,7 +96,9 @@ class StormTransport(ForwardingTransport):
         if path is None:
             return self.forward(request, **kwargs)
         response = (
-            throttled(request) if self.throttling(request) else self.forward(request, **kwargs)
+            throttled_response(request, RETRY_AFTER_MS)
+            if self.throttling(request)
+            else self.forward(request, **kwargs)
         )
         with self._lock:
             self.attempts.append(
@@ -107,24 +113,6 @@ class StormTransport(ForwardingTransport):
         return response
 
 
-def throttled(request: Any) -> Any:
-    from azure.core.pipeline.transport._requests_basic import RequestsTransportResponse
-    from requests import Response
-
-    raw = Response()
-    raw.status_code = 429
-    raw.headers.update(
-        {
-            "x-ms-retry-after-ms": str(RETRY_AFTER_MS),
-            "x-ms-substatus": "3200",
-            "Content-Type": "application/json",
-        }
-    )
-    raw._content = b'{"code":"TooManyRequests","message":"Request rate is large"}'
-    raw.url = request.url
-    return RequestsTransportResponse(request, raw)
-
-
 @pytest.fixture
 def transport(
     app_settings: dict[str, str], events: EventGridSink, monkeypatch: pytest.MonkeyPatch
@@ -132,19 +120,9 @@ def transport(
     for name, value in events.app_settings().items():
         monkeypatch.setenv(name, value)
     storm = StormTransport()
-    client = CosmosClient(
-        app_settings["COSMOS_ENDPOINT"],
-        credential=app_settings["COSMOS_KEY"],
-        transport=storm,
-        **clients.cosmos_client_options(),  # the app's own timeouts and retry policy
-    )
-    clients.install_client("cosmos", client)
-    reset_services()
-    try:
+    # The app's own timeouts and retry policy.
+    with cosmos_through(storm, app_settings, **clients.cosmos_client_options()):
         yield storm
-    finally:
-        reset_services()
-        clients.reset_clients()
 
 
 def call(
