@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from localdev.stack import LocalStack, StackPorts  # noqa: E402
+from localdev.stack import LocalStack  # noqa: E402
 from shared.webhooks import signed_payment_succeeded  # noqa: E402
 from tests.fixtures.host import HostProcess  # noqa: E402
 
@@ -129,8 +129,7 @@ def main() -> int:
     # The Cosmos stand-in's certificate is self-signed (loopback only).
     warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     with tempfile.TemporaryDirectory(prefix="orderflow-bench-") as workdir:
-        stack = LocalStack(StackPorts.free(), Path(workdir))
-        stack.start()
+        stack = LocalStack.start_on_free_ports(Path(workdir))
         host: HostProcess | None = None
         try:
             stack.provision()

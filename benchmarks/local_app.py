@@ -17,11 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from localdev.stack import LocalStack, PortInUseError, ServiceStartError, StackPorts
+from localdev.stack import LocalStack
 from tests.fixtures.app import SAMPLE_SETTINGS, app_environment, timers_disabled
 from tests.fixtures.host import REPO_ROOT, HostProcess
-
-PORT_ATTEMPTS = 3
 
 
 def stop_on_sigterm() -> None:
@@ -41,23 +39,13 @@ def quiet_local_tls_warnings() -> None:
 
 @contextmanager
 def running_stack(workdir: Path) -> Iterator[LocalStack]:
-    """A provisioned stack on free ports; another process may take a port between choosing
-    and binding it, so a conflict is retried with fresh ports."""
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        stack = LocalStack(StackPorts.free(), workdir)
-        try:
-            stack.start()
-        except (PortInUseError, ServiceStartError) as error:
-            conflict = isinstance(error, PortInUseError) or error.port_conflict
-            if conflict and attempt < PORT_ATTEMPTS:
-                continue
-            raise
-        try:
-            stack.provision()
-            yield stack
-        finally:
-            stack.stop()
-        return
+    """A provisioned stack on free ports, stopped when the block ends."""
+    stack = LocalStack.start_on_free_ports(workdir)
+    try:
+        stack.provision()
+        yield stack
+    finally:
+        stack.stop()
 
 
 def configure_this_process(settings: Mapping[str, str]) -> None:

@@ -181,6 +181,23 @@ class LocalStack:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
+    @classmethod
+    def start_on_free_ports(cls, workdir: Path, *, attempts: int = 3) -> LocalStack:
+        """A started stack (not provisioned) on free ports; the caller stops it. Another process
+        can take a port between choosing and binding it: a conflict is retried with fresh ports
+        up to ``attempts`` times, any other failure is raised at once."""
+        for attempt in range(1, attempts + 1):
+            stack = cls(StackPorts.free(), workdir)
+            try:
+                stack.start()
+            except (PortInUseError, ServiceStartError) as error:
+                conflict = isinstance(error, PortInUseError) or error.port_conflict
+                if conflict and attempt < attempts:
+                    continue
+                raise
+            return stack
+        raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
+
     def start(self) -> None:
         """Start every service and wait until each answers. On failure nothing is left running."""
         self._start(SERVICE_NAMES)
