@@ -91,10 +91,6 @@ print(json.dumps({{
 """
 
 
-class MeasurementFailedError(RuntimeError):
-    """A measured process failed; its figures would be meaningless."""
-
-
 @dataclass
 class Series:
     label: str
@@ -126,24 +122,17 @@ def _ms(seconds: float) -> float:
 
 def run_child(variant: str) -> dict[str, Any]:
     """One fresh interpreter measuring ``variant`` ("a" or "b"); returns its figures."""
+    from benchmarks.fresh_process import last_json_line, run_python
     from tests.fixtures.worker_indexing import clean_environment
 
     source = _CHILD_SOURCE.format(repository=str(REPOSITORY_ROOT), variant=variant)
-    completed = subprocess.run(
-        [sys.executable, "-c", source],
-        cwd=REPOSITORY_ROOT,
-        env=clean_environment(),
-        capture_output=True,
-        text=True,
+    output = run_python(
+        ["-c", source],
+        what=f"measuring ({variant})",
         timeout=CHILD_TIMEOUT_SECONDS,
-        check=False,
+        env=clean_environment(),
     )
-    if completed.returncode != 0:
-        raise MeasurementFailedError(
-            f"measuring ({variant}) failed with exit {completed.returncode}:\n{completed.stderr}"
-        )
-    sample: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return sample
+    return last_json_line(output)
 
 
 def measure(runs: int) -> tuple[Series, Series]:
@@ -237,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPOSITORY_ROOT))
+    from benchmarks.fresh_process import MeasurementFailedError
+
     runs = args.runs or (QUICK_RUNS if args.quick else DEFAULT_RUNS)
     try:
         baseline, app = measure(runs)

@@ -22,15 +22,14 @@ Goal: the first GET costs at most 1.5x the raw read; median of ``--runs`` proces
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from benchmarks.app_calls import WEBHOOK_SECRET, AppApi
+from benchmarks.fresh_process import last_json_line, run_python
 from benchmarks.local_app import (
     configure_this_process,
     quiet_local_tls_warnings,
@@ -112,28 +111,16 @@ print(json.dumps({{"seconds": seconds}}))
 """
 
 
-class MeasurementFailedError(RuntimeError):
-    pass
-
-
 def run_child(source: str, settings: dict[str, str]) -> dict[str, Any]:
     from tests.fixtures.worker_indexing import clean_environment
 
-    completed = subprocess.run(
-        [sys.executable, "-c", source],
-        cwd=REPOSITORY_ROOT,
-        env=clean_environment(settings),
-        capture_output=True,
-        text=True,
+    output = run_python(
+        ["-c", source],
+        what="a fresh process",
         timeout=CHILD_TIMEOUT_SECONDS,
-        check=False,
+        env=clean_environment(settings),
     )
-    if completed.returncode != 0:
-        raise MeasurementFailedError(
-            f"a fresh process failed with exit {completed.returncode}:\n{completed.stderr}"
-        )
-    sample: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return sample
+    return last_json_line(output)
 
 
 def child_sources(order: dict[str, Any], endpoint: str) -> tuple[str, str]:

@@ -13,9 +13,9 @@ subprocesses and reads these lines of their output (the format this module relie
 
 The rows/s floor is that same run's bare ``csv.reader`` pass over the same file. The peak
 memory floor is measured here: a fresh interpreter that imports the pipeline's module (as the
-measured process does before its baseline), generates the same file with ``imports.generate``
-and reads it with a bare ``csv.reader``, so both sides carry the same code and differ only in
-what the pass itself holds.
+measured process does before its baseline) and reads the same file, generated beforehand with
+``imports.generate``, with a bare ``csv.reader``; both sides read their peak the same way
+(``imports.peak_rss_mib``), carry the same code and differ only in what the pass holds.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.fresh_process import last_json_line, run_python
 from benchmarks.table import Figure, add_arguments, report
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -64,55 +64,44 @@ def _find(pattern: re.Pattern[str], output: str, what: str) -> float:
 
 
 def run_imports_script(rows: int) -> str:
-    completed = subprocess.run(
-        [sys.executable, str(IMPORTS_SCRIPT), "--rows", str(rows)],
-        cwd=REPOSITORY_ROOT,
-        capture_output=True,
-        text=True,
+    return run_python(
+        [str(IMPORTS_SCRIPT), "--rows", str(rows)],
+        what=f"benchmarks/imports.py --rows {rows}",
         timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
     )
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"benchmarks/imports.py --rows {rows} failed ({completed.returncode}):\n"
-            f"{completed.stderr}"
-        )
-    return completed.stdout
 
 
 def peak_rss_by_rows(output: str) -> dict[int, float]:
     return {int(_value(rows)): _value(mib) for rows, mib in _PEAK.findall(output)}
 
 
-def bare_memory_child(rows: int) -> None:
+def bare_memory_child(path: Path) -> None:
     """In a fresh interpreter: the measured process's set-up, then a bare csv.reader pass."""
     import csv
-    import resource
 
+    import shared.services.import_files  # noqa: F401 - the code the measured process loads
+    from benchmarks.imports import peak_rss_mib
+
+    with path.open(encoding="utf-8", newline="") as source:
+        for _ in csv.reader(source):
+            pass
+    print(json.dumps({"peak_mib": peak_rss_mib()}))
+
+
+def bare_peak_mib(rows: int) -> float:
+    """The floor's peak memory, measured the way benchmarks/imports.py measures the pass: the
+    file is generated here, so the fresh process's high-water mark is its read alone."""
     from benchmarks.imports import generate
 
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "bench.csv"
         generate(path, rows)
-        import shared.services.import_files  # noqa: F401 - the code the measured process loads
-
-        with path.open(encoding="utf-8", newline="") as source:
-            for _ in csv.reader(source):
-                pass
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "peak_mib": peak}))
-
-
-def bare_peak_mib(rows: int) -> float:
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.import_throughput", "--bare-memory-child", str(rows)],
-        cwd=REPOSITORY_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=True,
-    )
-    return float(json.loads(completed.stdout.strip().splitlines()[-1])["peak_mib"])
+        output = run_python(
+            ["-m", "benchmarks.import_throughput", "--bare-memory-child", str(path)],
+            what="the bare csv.reader memory pass",
+            timeout=RUN_TIMEOUT_SECONDS,
+        )
+    return float(last_json_line(output)["peak_mib"])
 
 
 def size_figures(rows: int, output: str) -> list[Figure]:
@@ -155,7 +144,7 @@ def run(quick: bool) -> list[Figure]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_arguments(parser)
-    parser.add_argument("--bare-memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-memory-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_memory_child is not None:
         bare_memory_child(args.bare_memory_child)
