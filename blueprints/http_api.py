@@ -15,6 +15,7 @@ import azure.functions as func
 from blueprints._invocation import json_response
 from blueprints._problems import ProblemError, api_handler, parse_body
 from shared.observability import InvocationContext
+from shared.patterns import IDENTIFIER_PATTERN, IMPORT_ID_PATTERN
 
 bp = func.Blueprint()
 
@@ -25,10 +26,8 @@ INVENTORY_ROUTE: Final = "v1/inventory/{sku}"
 IMPORT_ROUTE: Final = "v1/imports/{importId}"
 WEBHOOK_ROUTE: Final = "v1/payments/webhook"
 
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# The import pipeline's rule, less "." and "..": as URL segments, clients fold them away
-# (the Cosmos SDK would read the container itself instead of a document).
-_IMPORT_ID = re.compile(r"^(?!\.\.?$)[^/\\?#\x00-\x1f\x7f]{1,255}$")
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_IMPORT_ID = re.compile(IMPORT_ID_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # ASCII digits only: str.isdigit() is also true for superscripts, which int() refuses.
 _PAGE_SIZE = re.compile(r"[0-9]{1,3}")

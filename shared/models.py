@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.patterns import IDENTIFIER_PATTERN
+
 MAX_LINES: Final = 100
 MAX_QUANTITY: Final = 1_000_000
 MAX_UNIT_PRICE: Final = Decimal("1000000.00")
@@ -58,10 +60,8 @@ ZERO_DECIMAL_CURRENCIES: Final = _codes(
 )
 
 # Ids become Cosmos ids and URL segments: no '/', '\\', '?', '#', and no surprises in logs.
-Identifier = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", strict=True)
-]
-Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", strict=True)]
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, strict=True)]
+Sku = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, strict=True)]
 
 
 def _parse_money(value: object) -> Decimal:

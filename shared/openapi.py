@@ -26,11 +26,9 @@ from shared.models import (
     StockLevelIn,
     StockLevelOut,
 )
+from shared.patterns import IDENTIFIER_PATTERN, IMPORT_ID_PATTERN
 
 PROBLEM: Final = "#/components/schemas/Problem"
-IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-# What blueprints.http_api accepts as an import id (the uploaded blob's name).
-IMPORT_ID_PATTERN: Final = r"^(?!\.\.?$)[^/\\?#\x00-\x1f\x7f]{1,255}$"
 
 # A response body: a model, an inline JSON schema, or None (problem+json for 4xx/5xx, else none).
 Body = type[BaseModel] | dict[str, Any] | None

@@ -48,6 +48,7 @@ from shared.models import (
     Identifier,
     OrderDraft,
 )
+from shared.patterns import IDENTIFIER as _IDENTIFIER
 
 CSV_HEADER: Final = ("external_id", "customer_id", "sku", "quantity", "unit_price", "currency")
 CSV_COLUMNS: Final = len(CSV_HEADER)
@@ -67,7 +68,6 @@ _OVERLONG: Final = "\x00\n"  # stands in for a line longer than MAX_LINE_CHARS
 # The plain shape of a CSV row that the models certainly accept (no quoting, no spaces, ids
 # and SKUs as Identifier/Sku, quantity 1..999,999 <= MAX_QUANTITY, price 0..999,999.99 <=
 # MAX_UNIT_PRICE with at most 2 decimals). Rows of other shapes go to the models one by one.
-_IDENTIFIER: Final = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 _IDENTIFIER_VALUE: Final = re.compile(_IDENTIFIER)
 _PLAIN_IDENTIFIERS: Final = re.compile(f"(?:{_IDENTIFIER}\n)*{_IDENTIFIER}")
 _PLAIN_QUANTITIES: Final = re.compile("(?:[1-9][0-9]{0,5}\n)*[1-9][0-9]{0,5}")
@@ -78,7 +78,6 @@ _PLAIN_PRICES: Final = re.compile(f"(?:{_PLAIN_PRICE}\n)*{_PLAIN_PRICE}")
 _PLAIN_CURRENCIES: Final = frozenset(ISO_4217 - ZERO_DECIMAL_CURRENCIES)
 # CSV orders are validated in batches of about this many rows (one pydantic call a batch).
 BATCH_ROWS: Final = 1024
-MAX_LINES_PER_ORDER: Final = MAX_LINES
 _ORDER_TOO_LONG: Final = f"the order has more than {MAX_LINES} lines"
 _JSON_TO_CSV: Final = {
     "externalId": "external_id",
@@ -658,7 +657,7 @@ class ImportScanner:
                 external_id = record[0]
                 if external_id != group.external_id:
                     group = self._switch_group(group, external_id)
-                if len(group.rows) > MAX_LINES_PER_ORDER:
+                if len(group.rows) > MAX_LINES:
                     # Refused already (too many lines): its further rows are not kept, so one
                     # endless order cannot fill the memory.
                     self._reject(start, external_id, _ORDER_TOO_LONG)
@@ -722,7 +721,7 @@ class ImportScanner:
         ):
             return None
         sizes = list(map(operator.sub, [*starts[1:], used], starts))
-        if max(sizes) > MAX_LINES_PER_ORDER:
+        if max(sizes) > MAX_LINES:
             return None
         for start, size in itertools.compress(
             zip(starts, sizes, strict=True), map((2).__lt__, sizes)
@@ -978,9 +977,10 @@ def _only_line_endings_escape(text: str) -> bool:
     return text.isascii() and not _OTHER_JSON_ESCAPES.search(text)
 
 
-def _escaped_size(text: str) -> int:
-    """Bytes of ``text`` as a JSON string, without its quotes."""
-    if _only_line_endings_escape(text):
+def _escaped_size(text: str, *, plain: bool) -> int:
+    """Bytes of ``text`` as a JSON string, without its quotes; ``plain`` when only its line
+    endings escape (:func:`_only_line_endings_escape`)."""
+    if plain:
         return len(text) + text.count("\n") + text.count("\r")
     return len(json.dumps(text)) - 2
 
@@ -1030,7 +1030,7 @@ class ChunkWriter:
     def add(self, order: ImportedOrder) -> None:
         text = order.csv_text()
         plain = _only_line_endings_escape(text)
-        size = len(text) + text.count("\n") + text.count("\r") if plain else _escaped_size(text)
+        size = _escaped_size(text, plain=plain)
         if self._texts and size > self._room():
             self.flush()
         self._texts.append(text)

@@ -35,6 +35,7 @@ from shared.errors import DependencyUnavailableError, IdempotencyKeyReusedError
 from shared.errors import PreconditionFailedError as _Stale
 from shared.models import ImportState, OrderDraft, OrderSource
 from shared.observability import get_logger
+from shared.patterns import IMPORT_ID_PATTERN
 from shared.repositories.import_runs import ImportRunRepository, StoredRun
 from shared.repositories.import_storage import (
     ChunkQueue,
@@ -64,8 +65,7 @@ MAX_FILE_BYTES: Final = 1024 * 1024 * 1024
 REPORT_HEADER: Final = b"row,external_id,reason\r\n"
 REPORT_FLUSH_BYTES: Final = 1024 * 1024
 UPDATE_ATTEMPTS: Final = 25
-# Same rule as the API's import id: it becomes a Cosmos id and a URL segment.
-_IMPORT_ID: Final = re.compile(r"^[^/\\?#\x00-\x1f\x7f]{1,255}$")
+_IMPORT_ID: Final = re.compile(IMPORT_ID_PATTERN)  # it becomes a Cosmos id and a URL segment
 CONFLICT_REASON: Final = (
     "an order with this customer_id and external_id already exists with other lines"
 )

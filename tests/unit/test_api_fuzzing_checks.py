@@ -7,7 +7,7 @@ import requests
 import schemathesis
 
 from localdev.stack.stack import AZURITE_ACCOUNT_KEY
-from shared.openapi import IDENTIFIER_PATTERN, IMPORT_ID_PATTERN
+from shared.patterns import IDENTIFIER_PATTERN, IMPORT_ID_PATTERN
 from tests.e2e.api_fuzzing import (
     BaseRequest,
     Target,
