@@ -1,0 +1,95 @@
+"""The set of order keys seen in one file: how split CSV orders and duplicate JSON Lines
+orders are told."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+
+
+class FingerprintSet:
+    """Set of 64-bit key fingerprints. The first ``set_limit`` keys live in a Python ``set`` of
+    ints (set operations run in C, ~64 bytes a key); past that, in one flat array with open
+    addressing (8-16 bytes a key), so a file of ten million orders costs ~160 MiB, not 640.
+    Two different keys share a fingerprint with probability ~n²/2⁶⁵ (3e-8 for a million).
+
+    The fingerprint is Python's own string hash (SipHash, randomly keyed per process): computed
+    in C and cached on the string, and a set lives only for one scan in one process."""
+
+    __slots__ = ("_count", "_mask", "_set", "_set_limit", "_slots")
+
+    def __init__(self, set_limit: int = 1 << 20) -> None:
+        self._set: set[int] | None = set()
+        self._set_limit = set_limit
+        self._slots = array("q")
+        self._mask = 0
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, key: str) -> bool:
+        """Add ``key``; False when it was already there."""
+        return self.add_new([key])
+
+    def add_new(self, keys: list[str]) -> bool:
+        """Add all ``keys`` if none is there yet and none repeats; otherwise add none (False)."""
+        if self._set is None:
+            return self._add_to_slots(keys)
+        values = {key_hash | 1 for key_hash in map(hash, keys)}
+        if len(values) != len(keys) or not self._set.isdisjoint(values):
+            return False
+        self._set |= values
+        self._count += len(values)
+        if self._count > self._set_limit:
+            self._move_to_slots()
+        return True
+
+    def _move_to_slots(self) -> None:
+        values, self._set = self._set or set(), None
+        capacity = 1 << (2 * len(values)).bit_length()
+        self._slots = array("q", [0]) * capacity
+        self._mask = capacity - 1
+        self._insert(values)
+
+    def _insert(self, values: Iterable[int]) -> None:
+        slots, mask = self._slots, self._mask
+        for value in values:
+            index = value & mask
+            while slots[index]:
+                index = (index + 1) & mask
+            slots[index] = value
+
+    def _add_to_slots(self, keys: list[str]) -> bool:
+        while (self._count + len(keys)) * 2 > len(self._slots):
+            old = self._slots
+            self._slots = array("q", [0]) * (len(old) * 2)
+            self._mask = len(self._slots) - 1
+            self._insert(value for value in old if value)
+        slots, mask = self._slots, self._mask
+        added = 0
+        for key_hash in map(hash, keys):
+            value = key_hash | 1  # never 0, which marks an empty slot
+            index = value & mask
+            current = slots[index]
+            while current:
+                if current == value:
+                    self._remove_latest(keys[:added])
+                    return False
+                index = (index + 1) & mask
+                current = slots[index]
+            slots[index] = value
+            added += 1
+        self._count += added
+        return True
+
+    def _remove_latest(self, keys: list[str]) -> None:
+        """Take out ``keys``, the last ones added, latest first: a key's slot never depends on
+        slots filled after it, so the set is as it was before they came."""
+        slots, mask = self._slots, self._mask
+        for key in reversed(keys):
+            value = hash(key) | 1
+            index = value & mask
+            while slots[index] != value:
+                index = (index + 1) & mask
+            slots[index] = 0
