@@ -12,10 +12,26 @@
  *      package ignores the header and returns every partition's rows).
  *   3. Every error answer carries a Cosmos-shaped body `{"code", "message"}` (the package often
  *      answers `{}`), so a missing database or container reads as a proper 404 NotFound.
+ *   4. Transactional batch as Cosmos DB documents it: every operation type (create, upsert,
+ *      replace, delete, read, patch with filter predicate and if-match) in the partition the
+ *      request names, all or nothing: on the first failing operation everything the batch
+ *      wrote is undone, the failing operation reports its own status and every other one 424
+ *      (the package supports only create and keeps what ran before a failure). At most 100
+ *      operations.
+ *   5. A patch's filter predicate is evaluated against that one item, as written (the package
+ *      lower-cases it, so `c.updatedAt` never matches, and runs it over the whole container).
+ *   6. Items larger than 2 MB (the UTF-8 length of their JSON) are refused with 413, as
+ *      Cosmos DB refuses them (the package stores anything).
+ *   7. Time to live: a container's `defaultTtl` (absent/null: off; -1: on, items do not expire
+ *      by default; n: items expire n seconds after their last write) and an item's `ttl`
+ *      (-1 or a positive number of seconds, applied only where the container has TTL on). An
+ *      expired item is gone for reads, queries, writes and batches from the second it expires,
+ *      as in Cosmos DB, where deletion happens in the background but expired items are never
+ *      returned (the package ignores TTL).
  *
  * Known gaps left as they are (the app avoids them): OFFSET/LIMIT, GROUP BY and DISTINCT do not
- * parse; transactional batch supports only create and is not atomic; the change feed never shows
- * new writes; no TTL expiry, request units, 429s or stored procedures. Data lives in memory only.
+ * parse; the change feed never shows new writes; no request units, 429s or stored procedures.
+ * Data lives in memory only.
  *
  * The fixes depend on the package's internals, so the exact version is checked at startup.
  */
@@ -135,6 +151,331 @@ patchHandler("query-documents", (original) => async (account, req, res, params) 
   return original(scopedAccount, req, res, params);
 });
 
+// ------------------------------------------------------------------- item size and TTL (6, 7)
+
+const MAX_ITEM_BYTES = 2 * 1024 * 1024;
+const MAX_TTL_SECONDS = 2147483647;
+const Documents = lib("account/documents").default;
+const Items = lib("account/items").default;
+
+function standInError(status, message, flag) {
+  const err = new Error(message);
+  err[flag] = true;
+  err.statusCode = status;
+  return err;
+}
+
+/** Refuse what Cosmos DB refuses before anything is stored (Items.replace deletes the old item
+ * before it stores the new one, so checking afterwards could lose it). */
+function checkItem(documents, data) {
+  const bytes = Buffer.byteLength(JSON.stringify(data), "utf8");
+  if (bytes > MAX_ITEM_BYTES) {
+    throw standInError(
+      413,
+      `Request size is too large: the item is ${bytes} bytes, the limit is ${MAX_ITEM_BYTES}.`,
+      "tooLarge",
+    );
+  }
+  const definition = documents._parent.read();
+  if (ttlEnabled(definition) && data.ttl !== undefined && !validItemTtl(data.ttl)) {
+    throw standInError(
+      400,
+      "The value of 'ttl' must be -1 or a positive integer of at most 2147483647 seconds.",
+      "badRequest",
+    );
+  }
+}
+
+function ttlEnabled(definition) {
+  return Boolean(definition) && definition.defaultTtl !== undefined && definition.defaultTtl !== null;
+}
+
+function validItemTtl(ttl) {
+  return ttl === -1 || (Number.isInteger(ttl) && ttl > 0 && ttl <= MAX_TTL_SECONDS);
+}
+
+/** The second (Unix time) from which `doc` is expired, or Infinity. */
+function expiresAt(definition, doc) {
+  if (!ttlEnabled(definition)) return Infinity;
+  const ttl = doc.ttl !== undefined ? doc.ttl : definition.defaultTtl;
+  if (ttl === -1 || !Number.isInteger(ttl) || ttl <= 0) return Infinity;
+  return doc._ts + ttl;
+}
+
+for (const method of ["create", "replace"]) {
+  const original = Items.prototype[method];
+  Documents.prototype[method] = function checkedWrite(data, ...rest) {
+    checkItem(this, data);
+    return original.call(this, data, ...rest);
+  };
+}
+
+/** Delete the collection's expired items. `_ts` and `ttl` are whole seconds, so an item can only
+ * become expired when a new second begins: one sweep per second and collection is exact. */
+function purgeExpired(collection) {
+  const definition = collection.read();
+  if (!ttlEnabled(definition)) return;
+  const now = Math.floor(Date.now() / 1000);
+  const documents = collection.documents;
+  if (documents._purgedAt === now) return;
+  documents._purgedAt = now;
+  const expired = [];
+  for (const item of documents._data.values()) {
+    const doc = item.read();
+    if (now >= expiresAt(definition, doc)) expired.push(doc);
+  }
+  for (const doc of expired) {
+    Items.prototype.delete.call(documents, doc._rid, documents._getPartition(doc));
+  }
+}
+
+function collectionOf(account, params) {
+  if (!params || !params.dbId || !params.collId) return null;
+  const database = account.database(params.dbId);
+  if (!database || !database.read()) return null;
+  const collection = database.collection(params.collId);
+  return collection && collection.read() ? collection : null;
+}
+
+// ------------------------------------------------------------- patch filter predicate (fix 5)
+
+const patchOperations = lib("handler/_patch-operations");
+const originalPatchOperation = patchOperations.patchOperation;
+
+/** True when the filter predicate (`FROM c WHERE ...`, as the SDKs send it) holds for `doc`. */
+function predicateHolds(collection, condition, doc) {
+  if (!/^\s*from\s/i.test(condition)) throw new Error("a filter predicate starts with FROM");
+  const documents = collection.documents;
+  const query = documents._getQuery(`SELECT * ${condition}`);
+  return query.exec([doc], { udf: documents._userDefinedFunctions() }).result.length > 0;
+}
+
+patchOperations.patchOperation = (collection, input) => {
+  if (!input.condition) return originalPatchOperation(collection, input);
+  let partition;
+  try {
+    partition = parsePartitionKey(input.partitionKey, input.id);
+  } catch (err) {
+    return { statusCode: 400, body: { code: "BadRequest", message: err.message } };
+  }
+  const data = collection.document(input.id, partition).read();
+  if (!data) return { statusCode: 404, body: { code: "NotFound", message: NOT_FOUND_MESSAGE } };
+  if (input.ifMatch && input.ifMatch !== data._etag) return preconditionFailed();
+  let holds;
+  try {
+    holds = predicateHolds(collection, input.condition, data);
+  } catch (err) {
+    return {
+      statusCode: 400,
+      body: { code: "BadRequest", message: `Invalid filter predicate: ${err.message}` },
+    };
+  }
+  if (!holds) {
+    return {
+      statusCode: 412,
+      body: {
+        code: "PreconditionFailed",
+        message: "Operation cannot be performed because one of the specified precondition is not met.",
+      },
+    };
+  }
+  return originalPatchOperation(collection, { ...input, condition: undefined });
+};
+
+function preconditionFailed() {
+  return {
+    statusCode: 412,
+    body: {
+      code: "PreconditionFailed",
+      message: "Operation cannot be performed because one of the specified precondition is not met.",
+    },
+  };
+}
+
+// --------------------------------------------------------------- transactional batch (fix 4)
+
+const documentOperations = lib("handler/_document-operations");
+const readJson = lib("json").default;
+const trueHeader = lib("true-header").default;
+const MAX_BATCH_OPERATIONS = 100;
+
+/** Record every change to the collection's maps so a failed batch can be undone exactly. */
+function beginJournal(documents) {
+  const log = [];
+  const ridCount = documents._ridCount;
+  const maps = [documents._data, documents._index];
+  for (const map of maps) {
+    map.set = (key, value) => {
+      log.push([map, key, Map.prototype.has.call(map, key), Map.prototype.get.call(map, key)]);
+      return Map.prototype.set.call(map, key, value);
+    };
+    map.delete = (key) => {
+      log.push([map, key, Map.prototype.has.call(map, key), Map.prototype.get.call(map, key)]);
+      return Map.prototype.delete.call(map, key);
+    };
+  }
+  const end = () => {
+    for (const map of maps) {
+      delete map.set;
+      delete map.delete;
+    }
+  };
+  const rollback = () => {
+    end();
+    for (let i = log.length - 1; i >= 0; i -= 1) {
+      const [map, key, had, value] = log[i];
+      if (had) map.set(key, value);
+      else map.delete(key);
+    }
+    documents._ridCount = ridCount;
+  };
+  return { end, rollback };
+}
+
+function runBatchOperation(collection, paths, values, rawPartition, op) {
+  const type = op && typeof op.operationType === "string" ? op.operationType : "";
+  const withPartition = { ...op, partitionKey: rawPartition };
+  const body = op ? op.resourceBody : undefined;
+  const needsBody = ["Create", "Upsert", "Replace"].includes(type);
+  if (needsBody) {
+    if (!body || typeof body !== "object" || Array.isArray(body)) {
+      return { statusCode: 400, body: { code: "BadRequest", message: "missing resource body" } };
+    }
+    if (!inPartition(body, paths, values)) {
+      return {
+        statusCode: 400,
+        body: {
+          code: "BadRequest",
+          message: "PartitionKey extracted from document doesn't match the one specified in the header.",
+        },
+      };
+    }
+  }
+  switch (type) {
+    case "Create":
+      return documentOperations.createOperation(collection, withPartition);
+    case "Upsert":
+      return documentOperations.upsertOperation(collection, withPartition);
+    case "Replace":
+      if (op.id !== undefined && op.id !== body.id) {
+        return { statusCode: 400, body: { code: "BadRequest", message: "replacing id is not allowed" } };
+      }
+      return documentOperations.replaceOperation(collection, withPartition);
+    case "Read":
+      return documentOperations.readOperation(collection, withPartition);
+    case "Delete": {
+      const result = documentOperations.deleteOperation(collection, withPartition);
+      return result.statusCode === 404
+        ? { statusCode: 404, body: { code: "NotFound", message: NOT_FOUND_MESSAGE } }
+        : result;
+    }
+    case "Patch": {
+      if (!body || !Array.isArray(body.operations)) {
+        return { statusCode: 400, body: { code: "BadRequest", message: "missing patch operations" } };
+      }
+      const result = patchOperations.patchOperation(collection, {
+        id: op.id,
+        partitionKey: rawPartition,
+        ifMatch: op.ifMatch,
+        operations: body.operations,
+        condition: body.condition,
+      });
+      return result.statusCode === 404
+        ? { statusCode: 404, body: { code: "NotFound", message: NOT_FOUND_MESSAGE } }
+        : result;
+    }
+    default:
+      return {
+        statusCode: 400,
+        body: { code: "BadRequest", message: `Operation type '${type}' is not supported in Batch.` },
+      };
+  }
+}
+
+function errorResult(err) {
+  if (err.tooLarge) return { statusCode: 413, body: { code: "RequestEntityTooLarge", message: err.message } };
+  if (err.badRequest) return { statusCode: 400, body: { code: "BadRequest", message: err.message } };
+  if (err.conflict) return { statusCode: 409, body: { code: "Conflict", message: err.message } };
+  throw err;
+}
+
+patchHandler("batch-documents", (original) => async (account, req, res, params) => {
+  if (!trueHeader(req, "x-ms-cosmos-batch-atomic")) return original(account, req, res, params);
+  const collection = collectionOf(account, params);
+  if (!collection) return notFound(res);
+  let operations;
+  try {
+    operations = await readJson(req);
+  } catch {
+    res.statusCode = 400;
+    return { code: "BadRequest", message: "The batch request body is not JSON." };
+  }
+  if (!Array.isArray(operations) || operations.length === 0) {
+    res.statusCode = 400;
+    return { code: "BadRequest", message: "A batch request needs at least one operation." };
+  }
+  if (operations.length > MAX_BATCH_OPERATIONS) {
+    res.statusCode = 400;
+    return {
+      code: "BadRequest",
+      message: `Batch request has more operations than what is supported (${MAX_BATCH_OPERATIONS}).`,
+    };
+  }
+  const values = requestedPartition(req.headers);
+  const header = req.headers[PARTITION_KEY_HEADER];
+  const rawPartition = Array.isArray(header) ? header[0] : header;
+  if (values === null) {
+    res.statusCode = 400;
+    return { code: "BadRequest", message: "A transactional batch needs a partition key." };
+  }
+  const definition = collection.read();
+  const paths = (definition.partitionKey && definition.partitionKey.paths) || ["/id"];
+  const journal = beginJournal(collection.documents);
+  const results = [];
+  let failedAt = -1;
+  try {
+    for (let i = 0; i < operations.length; i += 1) {
+      let result;
+      try {
+        result = runBatchOperation(collection, paths, values, rawPartition, operations[i]);
+      } catch (err) {
+        result = errorResult(err);
+      }
+      results.push(result);
+      if (result.statusCode >= 400) {
+        failedAt = i;
+        break;
+      }
+    }
+  } catch (err) {
+    journal.rollback();
+    throw err;
+  }
+  if (failedAt >= 0) {
+    journal.rollback();
+    // As Cosmos DB answers a failed atomic batch: 207 with the failing operation's own status
+    // (and message) and 424 Failed Dependency for every other operation.
+    res.statusCode = 207;
+    return operations.map((_, i) =>
+      i === failedAt
+        ? {
+            statusCode: results[i].statusCode,
+            requestCharge: 0,
+            resourceBody: results[i].body,
+          }
+        : { statusCode: 424, requestCharge: 0 },
+    );
+  }
+  journal.end();
+  res.statusCode = 200;
+  return results.map((result) => ({
+    statusCode: result.statusCode,
+    requestCharge: 1,
+    eTag: result.body ? result.body._etag : undefined,
+    resourceBody: result.body,
+  }));
+});
+
 // Fix 3: give every error answer a Cosmos-shaped body. Applied to every handler module, after
 // the specific fixes so it wraps them too.
 const handlerDir = require("node:path").join(
@@ -146,7 +487,18 @@ const handlerDir = require("node:path").join(
 for (const file of require("node:fs").readdirSync(handlerDir)) {
   if (!file.endsWith(".js") || file.startsWith("_")) continue;
   patchHandler(file.slice(0, -3), (original) => async (account, req, res, params) => {
-    const body = await original(account, req, res, params);
+    // Fix 7: expired items are gone before any handler looks at the collection.
+    const collection = collectionOf(account, params);
+    if (collection) purgeExpired(collection);
+    let body;
+    try {
+      body = await original(account, req, res, params);
+    } catch (err) {
+      // Fix 6 (and an invalid ttl) from a single-item write.
+      if (!err.tooLarge && !err.badRequest) throw err;
+      res.statusCode = err.statusCode;
+      return { code: err.tooLarge ? "RequestEntityTooLarge" : "BadRequest", message: err.message };
+    }
     if (res.statusCode < 400) return body;
     if (res.statusCode === 404 && (!body || !body.code)) return notFound(res);
     const shaped = body && typeof body === "object" ? body : {};
