@@ -8,6 +8,11 @@ python -m localdev.stack down [--workdir .localdev]
     Stop the stack recorded in the work directory (from another shell).
 python -m localdev.stack status [--workdir .localdev]
     Show the recorded stack; exit code 0 only if every service is running.
+python -m localdev.stack pause <service> [--workdir .localdev]
+python -m localdev.stack resume <service> [--workdir .localdev]
+    Freeze a service of the recorded stack (SIGSTOP: it accepts connections and never answers,
+    like a hung dependency) and continue it again (SIGCONT). Services: azurite, cosmos,
+    servicebus.
 """
 
 from __future__ import annotations
@@ -24,7 +29,15 @@ from types import FrameType
 from localdev.stack.processes import StackError
 from localdev.stack.services import SERVICE_NAMES
 from localdev.stack.stack import LocalStack, StackPorts
-from localdev.stack.state import read_state, running_services, state_path, stop_recorded_stack
+from localdev.stack.state import (
+    pause_recorded_service,
+    read_state,
+    resume_recorded_service,
+    running_services,
+    service_is_paused,
+    state_path,
+    stop_recorded_stack,
+)
 
 READY_LINE = "stack ready; Ctrl+C or `python -m localdev.stack down` stops it"
 _WATCH_SECONDS = 0.5
@@ -78,7 +91,9 @@ def _status(workdir: Path) -> int:
         return 1
     alive = running_services(state)
     for name, service in state["services"].items():
-        status = "running" if name in alive else "not running"
+        status = "not running"
+        if name in alive:
+            status = "paused" if service_is_paused(service) else "running"
         print(f"{name}: {status} (pid {service['pid']}, log {service['log']})")
     print("ports: " + ", ".join(f"{label} {port}" for label, port in state["ports"].items()))
     print(f"provisioned: {'yes' if state['provisioned'] else 'no'}")
@@ -89,11 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev.stack", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("up", "down", "status"):
+    for name in ("up", "down", "status", "pause", "resume"):
         command = commands.add_parser(name)
         command.add_argument("--workdir", type=Path, default=Path(".localdev"))
         if name == "up":
             command.add_argument("--ports", choices=("standard", "free"), default="standard")
+        if name in ("pause", "resume"):
+            command.add_argument("service", choices=SERVICE_NAMES)
     args = parser.parse_args(argv)
     workdir: Path = args.workdir.resolve()
     try:
@@ -101,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
             return _up(workdir, args.ports)
         if args.command == "down":
             return _down(workdir)
+        if args.command == "pause":
+            print(pause_recorded_service(workdir, args.service))
+            return 0
+        if args.command == "resume":
+            print(resume_recorded_service(workdir, args.service))
+            return 0
         return _status(workdir)
     except StackError as error:
         print(f"error: {error}", file=sys.stderr)

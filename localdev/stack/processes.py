@@ -104,12 +104,37 @@ def stop_foreign_process_group(
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
+            # A paused (SIGSTOPped) service would only see the SIGTERM once continued.
+            os.killpg(pid, signal.SIGCONT)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not is_same_process(pid, cmdline):
                 return True
             time.sleep(_POLL_SECONDS)
     return not is_same_process(pid, cmdline)
+
+
+def is_paused(pid: int) -> bool:
+    """True if ``pid`` is stopped by a signal (SIGSTOP): state ``T`` in ``/proc/<pid>/stat``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    # "pid (comm) state ...": comm may contain spaces or parentheses, so split at the last ")".
+    fields = stat.rsplit(")", 1)[-1].split()
+    return bool(fields) and fields[0] == "T"
+
+
+def signal_foreign_process_group(pid: int, cmdline: Sequence[str], sig: signal.Signals) -> bool:
+    """Send ``sig`` to the process group led by ``pid`` (started by another process), only while
+    ``pid`` still runs ``cmdline``. Returns True if the signal was sent."""
+    if not is_same_process(pid, cmdline):
+        return False
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _die_with_parent_hook() -> Callable[[], None] | None:
@@ -179,6 +204,13 @@ class ManagedProcess:
                 preexec_fn=preexec,  # noqa: PLW1509 - it only calls prctl, no locks or imports
             )
 
+    def signal_group(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the service's process group (e.g. SIGSTOP / SIGCONT to freeze it)."""
+        popen = self._popen
+        if popen is None or popen.poll() is not None:
+            raise StackError(f"{self.name} is not running")
+        os.killpg(popen.pid, sig)
+
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap the child."""
         popen = self._popen
@@ -187,6 +219,8 @@ class ManagedProcess:
         if popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(popen.pid, signal.SIGTERM)
+                # A paused (SIGSTOPped) service would only see the SIGTERM once continued.
+                os.killpg(popen.pid, signal.SIGCONT)
             try:
                 popen.wait(timeout=grace)
             except subprocess.TimeoutExpired:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import signal
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +33,7 @@ from localdev.stack.processes import (
     ServiceStartError,
     StackError,
     free_ports,
+    is_paused,
     port_is_free,
     read_cmdline,
 )
@@ -216,6 +219,53 @@ class LocalStack:
         if process is not None:
             process.stop()
         self._record()
+
+    def pause_service(self, name: str) -> None:
+        """Freeze one service (SIGSTOP to its process group): its ports still accept
+        connections (the kernel completes the handshake) but nothing is ever answered, the way
+        a hung dependency or a network blackhole behaves. :meth:`resume_service` undoes it;
+        :meth:`stop` and :meth:`stop_service` resume a paused service before stopping it."""
+        self._signal_and_wait(name, signal.SIGSTOP, paused=True)
+
+    def resume_service(self, name: str) -> None:
+        """Continue a paused service (SIGCONT); harmless when it is not paused."""
+        self._signal_and_wait(name, signal.SIGCONT, paused=False)
+
+    def _signal_and_wait(self, name: str, sig: signal.Signals, *, paused: bool) -> None:
+        # Signals are delivered asynchronously: return only once the kernel shows the change.
+        process = self._running_process(name)
+        process.signal_group(sig)
+        deadline = time.monotonic() + 2.0
+        while self.is_paused(name) != paused and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def is_paused(self, name: str) -> bool:
+        pid = self._running_process(name).pid
+        return pid is not None and is_paused(pid)
+
+    @contextlib.contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """``with stack.paused("cosmos"): ...``: the service is frozen inside the block and
+        resumed when it ends, however it ends."""
+        self.pause_service(name)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(StackError):
+                self.resume_service(name)
+
+    def resume_all(self) -> None:
+        """Resume every paused service (teardown of a test that may have left one frozen)."""
+        for name in list(self._processes):
+            with contextlib.suppress(StackError, ProcessLookupError):
+                self.resume_service(name)
+
+    def _running_process(self, name: str) -> ManagedProcess:
+        self.ports.for_service(name)  # validates the name
+        process = self._processes.get(name)
+        if process is None or not process.is_running():
+            raise StackError(f"{name} is not running")
+        return process
 
     def stop(self) -> None:
         """Stop every service and wait for it to exit. Safe to call more than once."""

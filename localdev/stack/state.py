@@ -1,6 +1,9 @@
 """``<workdir>/stack.json``: which processes a running stack consists of, so that another shell can
 inspect it (``status``) or stop it (``down``).
 
+``pause`` / ``resume`` freeze and continue one recorded service (SIGSTOP / SIGCONT of its process
+group): the fault a hung dependency is, a server that accepts connections and never answers.
+
 ``down`` signals only the recorded pids, and only while ``/proc/<pid>/cmdline`` still shows the
 recorded command line: a pid reused by an unrelated process is never touched.
 """
@@ -15,7 +18,13 @@ import time
 from pathlib import Path
 from typing import TypedDict
 
-from localdev.stack.processes import is_same_process, stop_foreign_process_group
+from localdev.stack.processes import (
+    StackError,
+    is_paused,
+    is_same_process,
+    signal_foreign_process_group,
+    stop_foreign_process_group,
+)
 
 STATE_FILE_NAME = "stack.json"
 OWNER_EXIT_TIMEOUT_SECONDS = 20.0
@@ -104,3 +113,43 @@ def stop_recorded_stack(workdir: Path) -> list[str]:
     if not actions:
         actions.append("nothing was running")
     return actions
+
+
+def _recorded_service(workdir: Path, name: str) -> RecordedService:
+    state = read_state(workdir)
+    if state is None:
+        raise StackError(f"no stack recorded in {state_path(workdir)}")
+    service = state["services"].get(name)
+    if service is None or not is_same_process(service["pid"], service["cmdline"]):
+        running = ", ".join(running_services(state)) or "none"
+        raise StackError(f"{name} is not running in the stack in {workdir} (running: {running})")
+    return service
+
+
+def pause_recorded_service(workdir: Path, name: str) -> str:
+    """Freeze ``name`` of the stack recorded in ``workdir`` (SIGSTOP to its process group)."""
+    service = _recorded_service(workdir, name)
+    if not signal_foreign_process_group(service["pid"], service["cmdline"], signal.SIGSTOP):
+        raise StackError(f"{name} (pid {service['pid']}) could not be paused")
+    _wait_for_pause_state(service["pid"], paused=True)
+    return f"paused {name} (pid {service['pid']}); `resume {name}` continues it"
+
+
+def resume_recorded_service(workdir: Path, name: str) -> str:
+    """Continue ``name`` after :func:`pause_recorded_service` (SIGCONT; harmless if running)."""
+    service = _recorded_service(workdir, name)
+    if not signal_foreign_process_group(service["pid"], service["cmdline"], signal.SIGCONT):
+        raise StackError(f"{name} (pid {service['pid']}) could not be resumed")
+    _wait_for_pause_state(service["pid"], paused=False)
+    return f"resumed {name} (pid {service['pid']})"
+
+
+def _wait_for_pause_state(pid: int, *, paused: bool, timeout: float = 2.0) -> None:
+    """Signals are delivered asynchronously: wait until the kernel shows the new state."""
+    deadline = time.monotonic() + timeout
+    while is_paused(pid) != paused and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def service_is_paused(service: RecordedService) -> bool:
+    return is_paused(service["pid"])

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from azure.core.exceptions import ServiceRequestError
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import CosmosClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
@@ -153,6 +153,34 @@ def test_cosmos_outage_and_recovery(own_stack: LocalStack) -> None:
             names.ORDERS_CONTAINER
         )
         assert container.read()["partitionKey"]["paths"] == ["/customerId"]
+
+
+def test_a_paused_service_accepts_connections_but_answers_only_after_resume(
+    own_stack: LocalStack,
+) -> None:
+    with _cosmos(own_stack) as client:
+        database = client.get_database_client(names.COSMOS_DATABASE_DEFAULT)
+        database.read()  # connected and warm before the hang
+        with own_stack.paused(COSMOS):
+            assert own_stack.is_paused(COSMOS)
+            # The kernel still completes the TCP handshake: a hang, not an outage.
+            with socket.create_connection(("127.0.0.1", own_stack.ports.cosmos), timeout=1):
+                pass
+            began = time.monotonic()
+            with pytest.raises(ServiceResponseError):
+                database.read(read_timeout=1, retry_total=0)
+            assert time.monotonic() - began < 5
+        assert not own_stack.is_paused(COSMOS)
+        assert database.read()["id"] == names.COSMOS_DATABASE_DEFAULT
+
+
+def test_a_paused_service_stops_without_waiting_for_the_kill_grace(own_stack: LocalStack) -> None:
+    own_stack.pause_service(AZURITE)
+    began = time.monotonic()
+    own_stack.stop_service(AZURITE)
+    assert time.monotonic() - began < 3  # the SIGTERM is seen at once, no SIGKILL needed
+    own_stack.start_service(AZURITE)
+    assert not own_stack.is_paused(AZURITE)
 
 
 def test_azurite_outage_and_recovery_keeps_data(own_stack: LocalStack) -> None:
@@ -300,6 +328,15 @@ def test_cli_up_status_down_round_trip(tmp_path: Path) -> None:
         assert status.returncode == 0, status.stdout + status.stderr
         assert "cosmos: running" in status.stdout
         assert "azurite: running" in status.stdout
+
+        paused = _cli("pause", "cosmos", "--workdir", str(tmp_path))
+        assert paused.returncode == 0, paused.stdout + paused.stderr
+        assert "cosmos: paused" in _cli("status", "--workdir", str(tmp_path)).stdout
+        resumed = _cli("resume", "cosmos", "--workdir", str(tmp_path))
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "cosmos: running" in _cli("status", "--workdir", str(tmp_path)).stdout
+        unknown = _cli("pause", "nosuchservice", "--workdir", str(tmp_path))
+        assert unknown.returncode != 0
 
         second = _cli("up", "--ports", "free", "--workdir", str(tmp_path))
         assert second.returncode == 2
