@@ -94,6 +94,20 @@ param functionFailuresThreshold int = 5
 @minValue(0)
 param importRowsRejectedThreshold int = 100
 
+@description('Client id of the API\'s Entra ID application: infra/scripts/api_registration.py creates it before provisioning (the azd preprovision hook, infra/scripts/deploy.sh) from infra/identity/api-registration.json. Tokens for the API carry it as `aud` (AUTH_AUDIENCE).')
+@minLength(36)
+@maxLength(36)
+param apiAppId string
+
+@description('Identifier URI of the API application (`api://<client id>`); empty: derived from apiAppId.')
+param apiIdentifierUri string = ''
+
+@description('Easy Auth in front of the function app: requests to protected routes without a valid token get 401 from the platform (docs/SECURITY.md).')
+param easyAuthEnabled bool = true
+
+@description('Client ids of the only applications allowed to call the API (Easy Auth); empty: any application the API\'s roles or scopes were granted to.')
+param allowedClientApplications array = []
+
 // Names the app shares with the local stack (shared/names.py).
 var cosmosDatabaseName = 'orderflow'
 var fulfillmentQueueName = 'fulfillment'
@@ -117,6 +131,10 @@ var tags = {
   application: 'orderflow'
 }
 var functionAppName = 'func-orderflow-${resourceToken}'
+// Entra ID v2 tokens of this tenant (the API application requests v2 tokens).
+var authIssuer = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+var apiUri = !empty(apiIdentifierUri) ? apiIdentifierUri : 'api://${apiAppId}'
+
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
@@ -258,6 +276,11 @@ module functionApp 'modules/functionapp.bicep' = {
     fulfillmentQueueName: serviceBus.outputs.fulfillmentQueueName
     eventGridTopicEndpoint: eventGrid.outputs.topicEndpoint
     keyVaultUri: keyVault.outputs.uri
+    authIssuer: authIssuer
+    authAudience: apiAppId
+    apiIdentifierUri: apiUri
+    easyAuthEnabled: easyAuthEnabled
+    allowedClientApplications: allowedClientApplications
     alwaysReady: alwaysReady
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
@@ -316,6 +339,9 @@ output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output SERVICE_API_NAME string = functionApp.outputs.name
 output SERVICE_API_URI string = 'https://${functionApp.outputs.defaultHostName}'
+output AUTH_ISSUER string = authIssuer
+output AUTH_AUDIENCE string = apiAppId
+output ORDERFLOW_API_IDENTIFIER_URI string = apiUri
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output EVENTGRID_TOPIC_NAME string = eventGrid.outputs.topicName

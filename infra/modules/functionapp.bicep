@@ -70,6 +70,21 @@ param maximumInstanceCount int = 100
 ])
 param instanceMemoryMB int = 2048
 
+@description('Issuer of the bearer tokens the API accepts (AUTH_ISSUER), `<login endpoint><tenant>/v2.0` for Entra ID.')
+param authIssuer string
+
+@description('Client id of the API\'s Entra ID application (infra/identity/api-registration.json): the `aud` of its v2 access tokens (AUTH_AUDIENCE).')
+param authAudience string
+
+@description('Identifier URI of the API application (`api://<client id>`); Easy Auth accepts it as an audience too.')
+param apiIdentifierUri string = ''
+
+@description('Easy Auth (App Service authentication) in front of the code: a request to a protected route without a valid token for the API gets 401 before any code runs. The app validates every token itself as well.')
+param easyAuthEnabled bool = false
+
+@description('Client ids of the applications Easy Auth lets call (the `azp`/`appid` of their tokens); empty: any application with a token for the API, the app\'s own roles and scopes decide.')
+param allowedClientApplications array = []
+
 @description('Minutes before an unpaid order expires (PAYMENT_TIMEOUT_MINUTES).')
 param paymentTimeoutMinutes int = 30
 
@@ -126,8 +141,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     }
   }
   properties: {
-    // checkov:skip=CKV_AZURE_16: the API is protected by function keys and the payment webhook by its HMAC signature (DESIGN.md section 3); Easy Auth would reject the partner and webhook callers
-    // checkov:skip=CKV_AZURE_17: callers authenticate with function keys or the webhook signature, not client certificates
+    // checkov:skip=CKV_AZURE_16: authentication is the separate authsettingsV2 resource below (authSettings, parameter easyAuthEnabled), which checkov does not relate to the site; the app validates bearer tokens itself as well
+    // checkov:skip=CKV_AZURE_17: callers authenticate with Entra ID bearer tokens (the payment webhook with its HMAC signature), not client certificates
     // checkov:skip=CKV_AZURE_222: the HTTP API is public by design; without VNet integration the public endpoint is the only one
     // checkov:skip=CKV_AZURE_212: Flex Consumption scales per function group; a floor of instances is the alwaysReady parameter
     // checkov:skip=CKV_AZURE_213: Flex Consumption has no App Service health check; readiness is GET /api/health/ready
@@ -244,6 +259,15 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'HEALTH_PROBE_TIMEOUT_SECONDS'
           value: string(healthProbeTimeoutSeconds)
         }
+        // Bearer tokens (docs/SECURITY.md): the API's Entra ID application.
+        {
+          name: 'AUTH_ISSUER'
+          value: authIssuer
+        }
+        {
+          name: 'AUTH_AUDIENCE'
+          value: authAudience
+        }
         // Timer schedules: the host resolves %NAME% from app settings only.
         {
           name: 'EXPIRE_UNPAID_ORDERS_SCHEDULE'
@@ -282,6 +306,66 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       runtime: {
         name: 'python'
         version: '3.13'
+      }
+    }
+  }
+}
+
+// Paths Easy Auth lets through without a token: the routes the API serves to anyone (health,
+// OpenAPI, the HMAC-signed payment webhook) and the Functions runtime webhooks Event Grid
+// delivers to (they carry their own system key). tests/infra/test_easy_auth.py derives the
+// anonymous routes from the app itself, so a new one cannot be forgotten here, and refuses an
+// exclusion that would open a protected route. `/*` at the end matches everything below.
+var easyAuthExcludedPaths = [
+  '/api/health'
+  '/api/health/ready'
+  '/api/openapi.json'
+  '/api/v1/payments/webhook'
+  '/runtime/webhooks/eventgrid'
+  '/runtime/webhooks/blobs'
+]
+
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (easyAuthEnabled) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    // checkov applies its Microsoft.Web/sites checks to this child resource as if it were a site; it is the site's authsettingsV2 configuration, and the site itself is checked (and suppressed, with reasons) above:
+    // checkov:skip=CKV_AZURE_13: this resource is the App Service authentication itself (checkov reads it as a site)
+    // checkov:skip=CKV_AZURE_63: not a site: HTTP logging belongs to the site (FunctionAppLogs go to Log Analytics)
+    // checkov:skip=CKV_AZURE_65: not a site: detailed error pages belong to the site, and the API answers problem+json
+    // checkov:skip=CKV_AZURE_66: not a site: failed request tracing belongs to the site (Application Insights traces every request)
+    // checkov:skip=CKV_AZURE_80: not a site: a Python app has no .NET Framework version
+    // checkov:skip=CKV_AZURE_88: not a site: Flex Consumption mounts no Azure Files share
+    // checkov:skip=CKV_AZURE_222: not a site: the site's public network access is decided (and suppressed) on the site
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: easyAuthExcludedPaths
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authAudience
+          openIdIssuer: authIssuer
+        }
+        validation: {
+          allowedAudiences: empty(apiIdentifierUri) ? [authAudience] : [authAudience, apiIdentifierUri]
+          defaultAuthorizationPolicy: {
+            allowedApplications: allowedClientApplications
+          }
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
       }
     }
   }

@@ -12,6 +12,10 @@
 #   ORDERFLOW_MONTHLY_BUDGET                  monthly cost budget of the resource group (100)
 #   ORDERFLOW_BUDGET_START_DATE               budget start (yyyy-MM-01); default: kept from the
 #                                             last deployment, since Azure cannot change it
+#   ORDERFLOW_API_APP_ID                      client id of an API application registered by an
+#                                             administrator; empty: infra/scripts/api_registration.py
+#                                             creates or updates orderflow-api-<AZURE_ENV_NAME>
+#   ORDERFLOW_EASY_AUTH_ENABLED               Easy Auth in front of the app (true)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -23,6 +27,15 @@ deployment="orderflow-${AZURE_ENV_NAME}"
 # used (empty on the first deployment, which starts the budget this month).
 budget_start="${ORDERFLOW_BUDGET_START_DATE:-$(az deployment sub show --name "$deployment" \
   --query properties.outputs.ORDERFLOW_BUDGET_START_DATE.value --output tsv 2>/dev/null || true)}"
+
+# The API's Entra ID application first: its client id is the token audience of the app, Easy Auth
+# and the gateway (docs/SECURITY.md).
+api_app_id="${ORDERFLOW_API_APP_ID:-}"
+if [[ -z "$api_app_id" ]]; then
+  registration=$(python3 infra/scripts/api_registration.py --environment "$AZURE_ENV_NAME")
+  api_app_id=$(sed -n 's/^ORDERFLOW_API_APP_ID=//p' <<<"$registration")
+fi
+echo "deploy: API application $api_app_id" >&2
 
 echo "deploy: provisioning infra/main.bicep as deployment $deployment" >&2
 az deployment sub create \
@@ -37,6 +50,8 @@ az deployment sub create \
     alertEmailAddress="${ORDERFLOW_ALERT_EMAIL:-}" \
     monthlyBudgetAmount="${ORDERFLOW_MONTHLY_BUDGET:-100}" \
     budgetStartDate="$budget_start" \
+    apiAppId="$api_app_id" \
+    easyAuthEnabled="${ORDERFLOW_EASY_AUTH_ENABLED:-true}" \
   --output none
 
 # The deployment's outputs (names and endpoints only) become environment variables, as azd does.

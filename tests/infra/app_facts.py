@@ -172,3 +172,101 @@ def emitted_log_fields() -> set[str]:
                             and target.value.id == "record"
                         }
     return found
+
+
+# -- Who may call what -------------------------------------------------------------------------
+
+# PENDING(issue 12, identity): the app's authorization defines the delegated scope and the app
+# roles once in shared/. Until that module is on main, this is the one marked place the contract
+# test (tests/infra/test_api_registration.py) reads the names from; `api_permissions` switches to
+# the module when it lands, and these constants go.
+_PENDING_DELEGATED_SCOPES = frozenset({"Orders.ReadWrite"})
+_PENDING_APP_ROLES = frozenset({"Orders.ReadWrite.All", "Inventory.ReadWrite", "Imports.Read"})
+
+
+@dataclass(frozen=True, slots=True)
+class ApiPermissions:
+    delegated_scopes: frozenset[str]
+    app_roles: frozenset[str]
+
+
+def api_permissions() -> ApiPermissions:
+    """The scope and roles the app's authorization checks."""
+    return ApiPermissions(_PENDING_DELEGATED_SCOPES, _PENDING_APP_ROLES)
+
+
+def route_prefix() -> str:
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    return str(host.get("extensions", {}).get("http", {}).get("routePrefix", "api")).strip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRoute:
+    function: str
+    path: str  # as the platform sees it: /<routePrefix>/<route template>
+    methods: tuple[str, ...]
+    auth_level: str
+
+    def sample(self) -> str:
+        """A concrete request path for the template ({x} -> 'x', {*rest} -> 'a/b')."""
+        path = re.sub(r"\{\*[^}]+\}", "a/b", self.path)
+        return re.sub(r"\{[^}]+\}", "x", path)
+
+
+def http_routes() -> list[HttpRoute]:
+    prefix = route_prefix()
+    routes: list[HttpRoute] = []
+    for function in indexed_functions():
+        trigger = function.trigger
+        if trigger.get("type") != "httpTrigger":
+            continue
+        route = str(trigger.get("route") or function.name).strip("/")
+        path = "/" + "/".join(part for part in (prefix, route) if part)
+        methods = tuple(str(m).upper() for m in trigger.get("methods") or ("GET", "POST"))
+        auth = str(trigger.get("authLevel", "FUNCTION")).upper()
+        routes.append(HttpRoute(function.name, path, methods, auth))
+    return routes
+
+
+def _openapi_security(path: str, method: str) -> list[Any] | None:
+    """The security requirement of an operation in docs/openapi.json (None: not documented)."""
+    document = json.loads((ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))
+    operation = document.get("paths", {}).get(path, {}).get(method.lower())
+    if not isinstance(operation, dict):
+        return None
+    security = operation.get("security", document.get("security", []))
+    return list(security)
+
+
+def public_routes() -> list[HttpRoute]:
+    """HTTP routes anyone may call without a token: the host does not ask for a key
+    (authLevel ANONYMOUS) and the OpenAPI document asks for nothing (``security: []``), or the
+    route is not in the document at all (a page or asset served beside the API). A token-guarded
+    route is also ANONYMOUS to the host, but its operation names a security scheme."""
+    public: list[HttpRoute] = []
+    for route in http_routes():
+        if route.auth_level != "ANONYMOUS":
+            continue
+        securities = [_openapi_security(route.path, method) for method in route.methods]
+        if all(security is None or security == [] for security in securities):
+            public.append(route)
+    return public
+
+
+# Event Grid delivers to these runtime endpoints, with the extension's system key, not a token.
+_RUNTIME_WEBHOOKS = {
+    "eventGridTrigger": "/runtime/webhooks/eventgrid",
+    "blobTrigger": "/runtime/webhooks/blobs",  # blob triggers with source EventGrid
+}
+
+
+def runtime_webhook_paths() -> set[str]:
+    paths: set[str] = set()
+    for function in indexed_functions():
+        trigger = function.trigger
+        kind = str(trigger.get("type"))
+        if kind == "blobTrigger" and str(trigger.get("source")) != "EventGrid":
+            continue
+        if kind in _RUNTIME_WEBHOOKS:
+            paths.add(_RUNTIME_WEBHOOKS[kind])
+    return paths
