@@ -143,7 +143,8 @@ resource orders 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2
   }
 }
 
-// Inventory: one document per SKU, read and patched by id; no queries.
+// Inventory: per SKU one stock item and one reservation item per order holding stock, in the
+// SKU's partition: point reads, patches, transactional batches, one single-partition query.
 resource inventory 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
   parent: database
   name: 'inventory'
@@ -157,6 +158,9 @@ resource inventory 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
         kind: 'Hash'
         version: 2
       }
+      // TTL on without a default: stock items never expire, reservation items carry their own
+      // ttl (shared/repositories/reservations.py).
+      defaultTtl: -1
       indexingPolicy: {
         indexingMode: 'consistent'
         automatic: true

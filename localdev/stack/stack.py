@@ -409,13 +409,10 @@ class LocalStack:
             ) as client:
                 database = client.create_database_if_not_exists(names.COSMOS_DATABASE_DEFAULT)
                 for container, partition_key_path in names.COSMOS_CONTAINERS.items():
-                    ttl = (
-                        IDEMPOTENCY_DEFAULT_TTL_SECONDS
-                        if container == names.IDEMPOTENCY_CONTAINER
-                        else None
-                    )
                     database.create_container_if_not_exists(
-                        container, PartitionKey(path=partition_key_path), default_ttl=ttl
+                        container,
+                        PartitionKey(path=partition_key_path),
+                        default_ttl=names.COSMOS_CONTAINER_DEFAULT_TTL.get(container),
                     )
 
     def _provision_storage(self) -> None:

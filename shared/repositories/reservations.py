@@ -1,45 +1,80 @@
-"""Stock reservations, recorded on the SKU's inventory document.
+"""Stock reservations: one small item per holder beside the SKU's stock item.
 
-An inventory document (``inventory`` container, partition key ``/sku``, id = sku) carries
-``available`` and a ``reservations`` object keyed by *holder* (one order):
+The ``inventory`` container (partition key ``/sku``) holds, per SKU, one **stock item** whose size
+never changes, and one **reservation item** per holder (one order) in the same logical
+partition:
 
-    {"id": "SKU-1", "sku": "SKU-1", "available": 7,
-     "reservations": {"alice:4f0c...": {"quantity": 3, "at": "2026-11-21T12:00:00.000000Z"}}}
+    {"id": "SKU-1", "sku": "SKU-1", "available": 7, "updatedAt": "..."}
+    {"id": "reservation:alice:4f0c...", "sku": "SKU-1", "kind": "reservation",
+     "holder": "alice:4f0c...", "quantity": 3, "at": "2026-11-21T12:00:00.000000Z",
+     "ttl": 2592000}
 
-Reserving subtracts from ``available`` and adds the holder's entry in one ETag-guarded replace,
-so the stock count and the record of who holds it can never disagree, and a second reservation
-by the same holder (a redelivered or duplicate command) finds its entry and changes nothing.
-Releasing removes the entry and gives its quantity back, again in one guarded write, and does
-nothing when the holder has no entry. ``available`` never goes below zero: a reservation that
-does not fit is refused before anything is written.
+**Reserve** is one transactional batch in the SKU's partition, with no read before it:
 
-A concurrent writer makes the replace fail (412); the operation then re-reads and tries again
-with a short, jittered backoff, a bounded number of times, and finally raises
-DependencyUnavailableError so the message is retried later rather than failed.
+1. create the reservation item (its id comes from the holder, so a redelivered or duplicate
+   command hits 409 Conflict and the whole batch changes nothing: ``ALREADY_HELD``);
+2. patch the stock item with ``incr /available -quantity`` under the filter predicate
+   ``available >= quantity`` (412 = not enough stock, and again nothing is written).
+
+The stock count and the record of who holds it are written together or not at all, so they can
+never disagree, and ``available`` never goes below zero. Only a refusal reads the stock item (to
+report what is left, and to tell "not enough" from a stock level that rose meanwhile).
+
+**Release** reads the holder's reservation (what it holds) and then, in one batch, deletes it
+(if-match on its ETag) and gives the quantity back with ``incr``. A holder with no reservation
+releases nothing.
+
+**Reservations do not stay forever.** Each is created with a ``ttl`` of
+``RESERVATION_TTL_SECONDS`` (30 days; the container has TTL on with no default, so stock items
+never expire). The reservation is what makes a redelivered command harmless and what a release
+gives back, and both can only happen while a fulfillment command for the order can still be
+delivered: Service Bus keeps a message at most 14 days (``defaultMessageTimeToLive`` in
+infra/modules/servicebus.bicep). After that the order itself (``fulfillment.reserved``) is the
+record. So a SKU's partition holds at most the reservations of 30 days' orders, each of a few
+hundred bytes, and no item in it grows with traffic.
+
+**Contention.** Concurrent patches of one item may be answered 449 (retry with) by Cosmos DB, and
+the Python SDK does not retry it; a release can lose an if-match race (412). Both are retried here
+with jittered exponential backoff, a bounded number of times, and then surface as
+DependencyUnavailableError, so the message is retried later instead of being lost.
+
+**Items written by the previous design** (a stock item that carries a ``reservations`` object,
+one entry per holder, which grew with every order) are converted on first touch: the reserve
+predicate also requires ``NOT IS_DEFINED(c.reservations)``, so an old item is never written by
+the new path; the refusal reads it, and its entries become reservation items, up to 99 per batch
+with the shrinking ``reservations`` written by an if-match patch in the same batch. Release and
+``held`` look at the stock item only when the holder has no reservation item, and convert it
+the same way. docs/ARCHITECTURE.md explains the choice.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from shared.errors import DependencyUnavailableError, NotFoundError, PreconditionFailedError
+from shared.errors import DependencyUnavailableError, NotFoundError
 from shared.names import INVENTORY_CONTAINER
 
 if TYPE_CHECKING:
     from azure.cosmos import ContainerProxy
+    from azure.cosmos.exceptions import CosmosBatchOperationError
 
 INVENTORY = "inventory item"
-MAX_ATTEMPTS: Final = 40
+RESERVATION_KIND: Final = "reservation"
+RESERVATION_TTL_SECONDS: Final = 30 * 24 * 60 * 60
+MAX_ATTEMPTS: Final = 12
 BACKOFF_BASE_SECONDS: Final = 0.005
-BACKOFF_MAX_SECONDS: Final = 0.25
+BACKOFF_MAX_SECONDS: Final = 0.5
+MIGRATION_BATCH: Final = 99  # + the stock item's patch = Cosmos DB's 100 operations per batch
+RETRY_WITH: Final = 449
 
 
-class Reservation(StrEnum):
+class ReservationOutcome(StrEnum):
     RESERVED = "reserved"  # this call took the stock
     ALREADY_HELD = "already-held"  # the holder had it already (redelivery)
     INSUFFICIENT = "insufficient"  # not enough stock (or no such SKU); nothing written
@@ -47,15 +82,44 @@ class Reservation(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ReserveResult:
-    outcome: Reservation
+    outcome: ReservationOutcome
     sku: str
     quantity: int
-    available: int  # the stock left after this call (or seen, when refused)
+    # The stock left after this call, or seen when refused; None when knowing it would cost a
+    # read nobody needs (a redelivery that finds its reservation).
+    available: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    quantity: int
+    at: str
 
 
 def holder_key(customer_id: str, order_id: str) -> str:
     """The reservation holder for an order (ids never contain ':')."""
     return f"{customer_id}:{order_id}"
+
+
+def reservation_id(holder: str) -> str:
+    return f"{RESERVATION_KIND}:{holder}"
+
+
+def reservation_item(sku: str, holder: str, quantity: int, at: str) -> dict[str, Any]:
+    return {
+        "id": reservation_id(holder),
+        "sku": sku,
+        "kind": RESERVATION_KIND,
+        "holder": holder,
+        "quantity": quantity,
+        "at": at,
+        "ttl": RESERVATION_TTL_SECONDS,
+    }
+
+
+def reserve_predicate(quantity: int) -> str:
+    # ``quantity`` is an int the service computed, never caller text: nothing to escape.
+    return f"FROM c WHERE c.available >= {int(quantity)} AND NOT IS_DEFINED(c.reservations)"
 
 
 class StockReservations(Protocol):
@@ -70,8 +134,30 @@ class StockReservations(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    results: list[Any]
+    failure: tuple[int, int] | None  # (index, status) of the operation that failed it
+
+    def available(self) -> int | None:
+        """``available`` as the batch's last operation (the stock patch) left it."""
+        try:
+            return int(self.results[-1]["resourceBody"]["available"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+
+
+class _Retry(Exception):  # noqa: N818 - internal control flow, never raised out of the module
+    """This attempt lost a race (449, 412 on if-match, a concurrent change): try again."""
+
+
+def _operation_status(error: CosmosBatchOperationError) -> tuple[int, int]:
+    """(index, status) of the operation that failed the batch."""
+    return int(error.error_index), int(error.status_code or 0)
+
+
 class CosmosStockReservations:
-    """StockReservations on the inventory container (read + ETag-guarded replace)."""
+    """StockReservations on the inventory container (transactional batches)."""
 
     def __init__(
         self,
@@ -85,83 +171,199 @@ class CosmosStockReservations:
             container = get_container(INVENTORY_CONTAINER)
         self._container = container
         self._sleep = sleep
+        self._retries = itertools.count()
+        self.retries = 0  # attempts repeated after a lost race (the benchmark reports it)
 
-    def _read(self, sku: str) -> dict[str, Any] | None:
-        from shared.repositories.cosmos_errors import cosmos_errors
-
-        try:
-            with cosmos_errors(INVENTORY, sku):
-                document: dict[str, Any] = self._container.read_item(sku, partition_key=sku)
-                return document
-        except NotFoundError:
-            return None
-
-    def _replace(self, document: dict[str, Any]) -> None:
-        from azure.core import MatchConditions
-
-        from shared.repositories.cosmos_errors import cosmos_errors
-
-        body = {k: v for k, v in document.items() if not k.startswith("_")}
-        with cosmos_errors(INVENTORY, str(document["id"])):
-            self._container.replace_item(
-                document["id"],
-                body,
-                etag=document["_etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-
-    def _backoff(self, attempt: int) -> None:
-        ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
-        self._sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not security
-
-    def _contended(self, sku: str) -> DependencyUnavailableError:
-        return DependencyUnavailableError(
-            "Cosmos DB", f"inventory {sku!r} stayed contended for {MAX_ATTEMPTS} attempts", 1
-        )
+    # --- the operations ------------------------------------------------------------------------
 
     def reserve(self, sku: str, holder: str, quantity: int, at: str) -> ReserveResult:
         if quantity < 1:
             raise ValueError("quantity must be at least 1")
-        for attempt in range(MAX_ATTEMPTS):
-            document = self._read(sku)
-            if document is None:
-                return ReserveResult(Reservation.INSUFFICIENT, sku, quantity, 0)
-            available = int(document.get("available", 0))
-            reservations = dict(document.get("reservations") or {})
-            if holder in reservations:
-                return ReserveResult(Reservation.ALREADY_HELD, sku, quantity, available)
-            if available < quantity:
-                return ReserveResult(Reservation.INSUFFICIENT, sku, quantity, available)
-            reservations[holder] = {"quantity": quantity, "at": at}
-            document["available"] = available - quantity
-            document["reservations"] = reservations
-            try:
-                self._replace(document)
-            except PreconditionFailedError:
-                self._backoff(attempt)
-                continue
-            return ReserveResult(Reservation.RESERVED, sku, quantity, available - quantity)
-        raise self._contended(sku)
+        return self._with_retries(sku, lambda: self._try_reserve(sku, holder, quantity, at))
 
     def release(self, sku: str, holder: str) -> int:
-        for attempt in range(MAX_ATTEMPTS):
-            document = self._read(sku)
-            reservations = dict((document or {}).get("reservations") or {})
-            entry = reservations.pop(holder, None)
-            if document is None or entry is None:
-                return 0
-            quantity = int(entry.get("quantity", 0))
-            document["available"] = int(document.get("available", 0)) + quantity
-            document["reservations"] = reservations
-            try:
-                self._replace(document)
-            except PreconditionFailedError:
-                self._backoff(attempt)
-                continue
-            return quantity
-        raise self._contended(sku)
+        return self._with_retries(sku, lambda: self._try_release(sku, holder))
 
     def held(self, sku: str, holder: str) -> int:
-        document = self._read(sku) or {}
-        entry = (document.get("reservations") or {}).get(holder)
+        reservation = self._read(sku, reservation_id(holder))
+        if reservation is not None:
+            return int(reservation["quantity"])
+        legacy = self._legacy_stock(sku)
+        entry = (legacy or {}).get("reservations", {}).get(holder)
         return int(entry.get("quantity", 0)) if entry else 0
+
+    def holdings(self, sku: str) -> dict[str, Holding]:
+        """Who holds what of ``sku`` (one single-partition query; for operators and tests)."""
+        from shared.repositories.cosmos_errors import cosmos_errors
+
+        with cosmos_errors(INVENTORY, sku):
+            rows = list(
+                self._container.query_items(
+                    "SELECT c.holder, c.quantity, c.at FROM c WHERE c.kind = @kind",
+                    parameters=[{"name": "@kind", "value": RESERVATION_KIND}],
+                    partition_key=sku,
+                )
+            )
+        found = {str(r["holder"]): Holding(int(r["quantity"]), str(r["at"])) for r in rows}
+        legacy = self._legacy_stock(sku) or {}
+        for holder, entry in (legacy.get("reservations") or {}).items():
+            found.setdefault(holder, Holding(int(entry["quantity"]), str(entry.get("at", ""))))
+        return found
+
+    # --- one attempt each ----------------------------------------------------------------------
+
+    def _try_reserve(self, sku: str, holder: str, quantity: int, at: str) -> ReserveResult:
+        operations: list[Any] = [
+            ("create", (reservation_item(sku, holder, quantity, at),)),
+            (
+                "patch",
+                (sku, [{"op": "incr", "path": "/available", "value": -quantity}]),
+                {"filter_predicate": reserve_predicate(quantity)},
+            ),
+        ]
+        batch = self._batch(sku, operations)
+        if batch.failure is None:
+            return ReserveResult(ReservationOutcome.RESERVED, sku, quantity, batch.available())
+        index, status = batch.failure
+        if index == 0 and status == 409:
+            return ReserveResult(ReservationOutcome.ALREADY_HELD, sku, quantity, None)
+        if index == 1 and status == 404:
+            return ReserveResult(ReservationOutcome.INSUFFICIENT, sku, quantity, 0)
+        if index == 1 and status == 412:
+            stock = self._read(sku, sku)
+            if stock is None:  # deleted in between
+                return ReserveResult(ReservationOutcome.INSUFFICIENT, sku, quantity, 0)
+            if "reservations" in stock:
+                self._migrate(stock)
+                raise _Retry
+            available = int(stock.get("available", 0))
+            if available >= quantity:
+                raise _Retry  # stock rose between the batch and the read: try again
+            return ReserveResult(ReservationOutcome.INSUFFICIENT, sku, quantity, available)
+        raise self._unexpected(sku, status)
+
+    def _try_release(self, sku: str, holder: str) -> int:
+        reservation = self._read(sku, reservation_id(holder))
+        if reservation is None:
+            legacy = self._legacy_stock(sku)
+            if legacy is not None and holder in legacy["reservations"]:
+                self._migrate(legacy)
+                raise _Retry
+            return 0
+        quantity = int(reservation["quantity"])
+        operations: list[Any] = [
+            ("delete", (reservation["id"],), {"if_match_etag": reservation["_etag"]}),
+            ("patch", (sku, [{"op": "incr", "path": "/available", "value": quantity}])),
+        ]
+        batch = self._batch(sku, operations)
+        if batch.failure is None:
+            return quantity
+        index, status = batch.failure
+        if index == 0 and status in (404, 412):
+            raise _Retry  # released (or replaced) concurrently: look again
+        raise self._unexpected(sku, status)
+
+    # --- migration of the previous design ------------------------------------------------------
+
+    def _migrate(self, stock: dict[str, Any]) -> None:
+        """Move a legacy stock item's ``reservations`` entries into reservation items."""
+        sku = str(stock["sku"])
+        etag = str(stock["_etag"])
+        remaining = dict(stock.get("reservations") or {})
+        while True:
+            holders = list(remaining)[:MIGRATION_BATCH]
+            for holder in holders:
+                del remaining[holder]
+            patch = (
+                {"op": "set", "path": "/reservations", "value": remaining}
+                if remaining
+                else {"op": "remove", "path": "/reservations"}
+            )
+            entries = stock["reservations"]
+            operations: list[Any] = [
+                (
+                    "upsert",
+                    (
+                        reservation_item(
+                            sku,
+                            holder,
+                            int(entries[holder]["quantity"]),
+                            str(entries[holder].get("at", "")),
+                        ),
+                    ),
+                )
+                for holder in holders
+            ]
+            operations.append(("patch", (sku, [patch]), {"if_match_etag": etag}))
+            batch = self._batch(sku, operations)
+            if batch.failure is not None:
+                if batch.failure[1] in (404, 409, 412):
+                    return  # changed meanwhile (another migration): the caller reads again
+                raise self._unexpected(sku, batch.failure[1])
+            etag = str(batch.results[-1]["resourceBody"]["_etag"])
+            if not remaining:
+                return
+
+    def _legacy_stock(self, sku: str) -> dict[str, Any] | None:
+        stock = self._read(sku, sku)
+        return stock if stock is not None and "reservations" in stock else None
+
+    # --- Cosmos plumbing -----------------------------------------------------------------------
+
+    def _with_retries[T](self, sku: str, attempt: Callable[[], T]) -> T:
+        for number in range(MAX_ATTEMPTS):
+            try:
+                return attempt()
+            except _Retry:
+                self.retries = next(self._retries) + 1
+                ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**number)
+                self._sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not security
+        raise DependencyUnavailableError(
+            "Cosmos DB", f"inventory {sku!r} stayed contended for {MAX_ATTEMPTS} attempts", 1
+        )
+
+    def _read(self, sku: str, item_id: str) -> dict[str, Any] | None:
+        from azure.cosmos.exceptions import CosmosHttpResponseError
+
+        from shared.repositories.cosmos_errors import cosmos_errors
+
+        try:
+            with cosmos_errors(INVENTORY, item_id):
+                try:
+                    document: dict[str, Any] = self._container.read_item(item_id, partition_key=sku)
+                except CosmosHttpResponseError as error:
+                    if error.status_code == RETRY_WITH:
+                        raise _Retry from None
+                    raise
+                return document
+        except NotFoundError:
+            return None
+
+    def _batch(self, sku: str, operations: Sequence[Any]) -> _Batch:
+        """Run a transactional batch: its results when it committed, else (index, status) of
+        the operation that failed it (and nothing was written)."""
+        from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
+
+        from shared.repositories.cosmos_errors import cosmos_errors
+
+        with cosmos_errors(INVENTORY, sku):
+            try:
+                results = self._container.execute_item_batch(operations, partition_key=sku)
+            except CosmosBatchOperationError as error:
+                index, status = _operation_status(error)
+                if status == RETRY_WITH:
+                    raise _Retry from None
+                return _Batch([], (index, status))
+            except CosmosHttpResponseError as error:
+                # 449 (retry with) for the whole request: a lost race, not an outage; the SDK
+                # does not retry it and cosmos_errors would report it as one.
+                if error.status_code == RETRY_WITH:
+                    raise _Retry from None
+                raise
+        return _Batch(list(results), None)
+
+    @staticmethod
+    def _unexpected(sku: str, status: int) -> DependencyUnavailableError:
+        return DependencyUnavailableError(
+            "Cosmos DB", f"inventory {sku!r} batch failed with HTTP {status}", 1
+        )

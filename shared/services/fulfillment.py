@@ -5,9 +5,10 @@ The command (a Service Bus message on the ``fulfillment`` queue, see
 ``shared.services.event_routing``) may arrive twice, late, out of order, or concurrently with
 its own duplicate, and the process may die after any step. What keeps it correct:
 
-- **Reservations are per order and idempotent** (``shared.repositories.reservations``): the
-  inventory document records who holds what, so reserving again changes nothing and releasing
-  gives back exactly what this order took, once.
+- **Reservations are per order and idempotent** (``shared.repositories.reservations``): each
+  is an item of its own beside the SKU's stock item, created together with the stock change in
+  one transactional batch, so reserving again changes nothing (409) and releasing gives back
+  exactly what this order took, once.
 - **The order records the decision and the progress.** ``fulfillment.state`` on the order goes
   ``reserving`` (written before the first reservation) -> ``fulfilled`` (all lines reserved) or
   ``released`` (a line was short; what was reserved has been given back first); the status
@@ -52,7 +53,7 @@ from shared.models import Identifier, OrderStatus
 from shared.observability import get_logger
 from shared.publisher import EventPublisher
 from shared.repositories.orders import OrderRepository, StoredOrder
-from shared.repositories.reservations import Reservation, StockReservations, holder_key
+from shared.repositories.reservations import ReservationOutcome, StockReservations, holder_key
 from shared.services.orders import OrderService, timestamp, utc_now
 from shared.services.outbox import publish_outbox
 
@@ -229,7 +230,7 @@ class FulfillmentService:
         shortages: list[dict[str, Any]] = []
         for sku, quantity in demand_of(stored.document):
             result = self._reservations.reserve(sku, holder, quantity, at)
-            if result.outcome is Reservation.INSUFFICIENT:
+            if result.outcome is ReservationOutcome.INSUFFICIENT:
                 shortages.append({"sku": sku, "requested": quantity, "available": result.available})
                 break  # one short line is enough to backorder; do not take more stock
             reserved[sku] = quantity

@@ -25,6 +25,7 @@ from shared.names import (
     INVENTORY_CONTAINER,
     ORDERS_CONTAINER,
 )
+from shared.repositories.reservations import CosmosStockReservations
 from shared.services.fulfillment import FULFIL_ORDER
 from shared.webhooks import signed_payment_succeeded
 from tests.fixtures.app import WEBHOOK_SECRET, IsolatedApp
@@ -264,7 +265,8 @@ def test_200_orders_for_50_units_paid_concurrently_with_duplicates_out_of_order(
     ids = {str(c.message_id) for c in copies}
     ids |= {i.removeprefix("copy-") for i in ids}
     parked = [m for m in peek_all(servicebus, FULFILLMENT_PARKED_QUEUE) if m.message_id in ids]
-    reserved = sum(r["quantity"] for r in (inventory.get("reservations") or {}).values())
+    holdings = CosmosStockReservations(container(cosmos, INVENTORY_CONTAINER)).holdings(sku)
+    reserved = sum(held.quantity for held in holdings.values())
     print(
         f"\nreliability (end to end): 200 orders, 50 in stock, 400 commands: "
         f"fulfilled={final.count('fulfilled')} backordered={final.count('backordered')} "

@@ -102,6 +102,12 @@ def test_idempotency_records_expire() -> None:
     assert cosmos.parameters["idempotencyTtlSeconds"].default > 0
 
 
+def test_inventory_has_ttl_on_so_reservations_expire_and_stock_does_not() -> None:
+    resource = load("modules/cosmos.bicep").resource("inventory").properties["resource"]
+    assert resource["defaultTtl"] == names.COSMOS_CONTAINER_DEFAULT_TTL[names.INVENTORY_CONTAINER]
+    assert resource["defaultTtl"] == -1
+
+
 def test_order_queries_have_composite_indexes() -> None:
     """List by customer newest first (optionally by status); expire pending orders by age."""
     policy = load("modules/cosmos.bicep").resource("orders").properties["resource"]

@@ -69,7 +69,10 @@ class World:
     def stock(self, sku: str) -> tuple[int, dict[str, Any]]:
         container = self.inventory._container
         document = container.read_item(sku, partition_key=sku)
-        return int(document["available"]), dict(document.get("reservations") or {})
+        holdings = self.reservations.holdings(sku)  # reservation items beside the stock item
+        return int(document["available"]), {
+            holder: {"quantity": held.quantity, "at": held.at} for holder, held in holdings.items()
+        }
 
     def status(self, order: StoredOrder) -> str:
         return str(self.repository.get(order.customer_id, order.id).document["status"])

@@ -22,7 +22,6 @@ from localdev.stack import (
     AZURITE,
     COSMOS,
     COSMOS_EMULATOR_KEY,
-    IDEMPOTENCY_DEFAULT_TTL_SECONDS,
     SERVICE_NAMES,
     LocalStack,
     PortInUseError,
@@ -84,11 +83,7 @@ def test_provisioning_is_idempotent_and_complete(local_stack: LocalStack) -> Non
         for container, partition_key_path in names.COSMOS_CONTAINERS.items():
             properties = database.get_container_client(container).read()
             assert properties["partitionKey"]["paths"] == [partition_key_path]
-            expected_ttl = (
-                IDEMPOTENCY_DEFAULT_TTL_SECONDS
-                if container == names.IDEMPOTENCY_CONTAINER
-                else None
-            )
+            expected_ttl = names.COSMOS_CONTAINER_DEFAULT_TTL.get(container)
             assert properties.get("defaultTtl") == expected_ttl
     connection = local_stack.storage_connection_string
     with BlobServiceClient.from_connection_string(connection) as blobs:
