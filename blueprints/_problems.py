@@ -92,52 +92,43 @@ def validation_problem(error: ValidationError, where: str = "") -> ProblemError:
     )
 
 
-def map_error(error: Exception) -> ProblemError:  # noqa: PLR0911 - one case per error type
-    """The problem for an error the app raised on purpose."""
+def _internal_error() -> ProblemError:
+    return ProblemError(500, "Internal error", errors.INTERNAL_DETAIL)
+
+
+def map_error(error: Exception, where: str = "a handler") -> ProblemError:
+    """The problem for any error: total, it never raises.
+
+    A :class:`ProblemError` is answered as raised, a pydantic validation error as 422, an app
+    error as its type declares (``http_problem`` in ``shared.errors``), and anything else (or an
+    app error with no declared problem) as a 500 whose stack trace is logged, never returned.
+    """
     from pydantic import ValidationError
 
-    match error:
-        case ProblemError():
-            return error
-        case ValidationError():
-            return validation_problem(error)
-        case errors.NotFoundError():
-            return ProblemError(404, "Not found", str(error), slug="not-found")
-        case errors.IllegalTransitionError():
-            return ProblemError(409, "Illegal state transition", str(error), slug="transition")
-        case errors.PreconditionFailedError():
-            return ProblemError(
-                412,
-                "Precondition failed",
-                f"{error}; read it again and retry with the new ETag",
-                slug="stale-etag",
-            )
-        case errors.IdempotencyKeyReusedError():
-            return ProblemError(422, "Idempotency-Key reused", str(error), slug="idempotency")
-        case errors.InvalidContinuationError():
-            return ProblemError(400, "Invalid continuation", str(error), slug="continuation")
-        case errors.WebhookSignatureError():
-            return ProblemError(401, "Invalid signature", error.reason, slug="signature")
-        case errors.PaymentMismatchError():
-            return ProblemError(422, "Payment rejected", str(error), slug="payment-mismatch")
-        case errors.DependencyUnavailableError():
-            return ProblemError(
-                503,
-                "Service unavailable",
-                f"{error.dependency} is temporarily unavailable; retry later",
-                slug="unavailable",
-                headers={"Retry-After": str(error.retry_after_seconds)},
-            )
-        case errors.ConfigurationError():
-            log.error("configuration error: %s", error)
-            return ProblemError(
-                503,
-                "Service unavailable",
-                "the service is misconfigured; the operator has been alerted",
-                slug="unavailable",
-                headers={"Retry-After": "30"},
-            )
-    raise error
+    if isinstance(error, ProblemError):
+        return error
+    if isinstance(error, ValidationError):
+        return validation_problem(error)
+    if not isinstance(error, errors.OrderflowError) or error.http_problem is None:
+        log.error("unhandled error in %s", where, exc_info=error)
+        return _internal_error()
+    problem = error.http_problem
+    if problem.log_level is not None:
+        log.log(
+            problem.log_level,
+            "%s in %s: %s",
+            type(error).__name__,
+            where,
+            error,
+            exc_info=error if problem.status == 500 else None,  # 500: a bug to trace
+        )
+    return ProblemError(
+        problem.status,
+        problem.title,
+        error.problem_detail(),
+        slug=problem.slug,
+        headers=error.problem_headers(),
+    )
 
 
 def api_handler(
@@ -149,22 +140,8 @@ def api_handler(
         with http_invocation(req, context) as scope:
             try:
                 return handler(req, scope)
-            except (errors.OrderflowError, ProblemError) as error:
-                return problem_response(map_error(error), scope)
             except Exception as error:
-                from pydantic import ValidationError
-
-                if isinstance(error, ValidationError):
-                    return problem_response(validation_problem(error), scope)
-                log.exception("unhandled error in %s", handler.__name__)
-                return problem_response(
-                    ProblemError(
-                        500,
-                        "Internal error",
-                        "the request failed unexpectedly; quote the traceId to support",
-                    ),
-                    scope,
-                )
+                return problem_response(map_error(error, handler.__name__), scope)
 
     # Not functools.wraps: the worker reads the signature, which must stay (req, context).
     wrapper.__name__ = handler.__name__

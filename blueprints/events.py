@@ -43,10 +43,14 @@ def event_as_dict(event: Any) -> dict[str, Any]:
 @bp.function_name("route_order_events")
 @bp.event_grid_trigger(arg_name="event")
 def route_order_events(event: func.CloudEvent, context: func.Context) -> None:
+    from shared.delivery import settled
     from shared.services.event_routing import envelope_from_dict
     from shared.services.providers import event_router
 
     envelope = envelope_from_dict(event_as_dict(event))
-    with invocation_with_trace(context, envelope.traceparent) as scope:
+    with (
+        invocation_with_trace(context, envelope.traceparent) as scope,
+        settled("route_order_events", f"event {envelope.id}"),
+    ):
         # The command continues this invocation's span of the order's trace.
         event_router().route(envelope.with_traceparent(scope.traceparent))

@@ -39,18 +39,27 @@ def _import_id(blob_name: str | None) -> str:
 def import_order_file(blob: func.InputStream, context: func.Context) -> None:
     """Only the blob's name is used: the content is streamed in ranges by the blob SDK, pinned
     to one version by its ETag, so memory does not grow with the file."""
+    from shared.delivery import settled
     from shared.services.providers import import_pipeline
 
-    with invocation(context):
-        import_pipeline().import_file(_import_id(blob.name))
+    name = _import_id(blob.name)
+    with invocation(context), settled("import_order_file", f"import {name}"):
+        import_pipeline().import_file(name)
 
 
 @bp.function_name("create_imported_orders")
 @bp.queue_trigger(arg_name="message", queue_name=IMPORT_CHUNKS_QUEUE, connection=CONNECTION)
 def create_imported_orders(message: func.QueueMessage, context: func.Context) -> None:
     """A failure raises: the host retries the message and parks it in the poison queue after
-    maxDequeueCount (host.json); every step is idempotent."""
-    from shared.services.providers import import_pipeline
+    maxDequeueCount (host.json); every step is idempotent. An app error that declares the chunk
+    can never be applied parks it there at once (shared.delivery)."""
+    from shared.delivery import settled
+    from shared.services.providers import import_chunk_parking, import_pipeline
 
-    with invocation(context):
-        import_pipeline().process_chunk(message.get_body())
+    body = message.get_body()
+
+    def park(_: Exception) -> None:
+        import_chunk_parking().send(body.decode("utf-8", "replace"))
+
+    with invocation(context), settled("create_imported_orders", f"message {message.id}", park=park):
+        import_pipeline().process_chunk(body)

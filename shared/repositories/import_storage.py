@@ -117,7 +117,13 @@ class AzureReportBlob:
 
 
 class AzureChunkQueue:
+    """The chunk queue, or (``IMPORT_CHUNKS_POISON_QUEUE``) where a chunk that can never be
+    applied is parked, as the host itself parks one after ``maxDequeueCount`` deliveries."""
+
+    def __init__(self, queue_name: str = IMPORT_CHUNKS_QUEUE) -> None:
+        self._queue_name = queue_name
+
     def send(self, message: str) -> None:
         from shared.clients import get_queue
 
-        get_queue(IMPORT_CHUNKS_QUEUE).send_message(message)
+        get_queue(self._queue_name).send_message(message)

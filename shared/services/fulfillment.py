@@ -38,15 +38,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from logging import ERROR
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import (
+    INTERNAL_DETAIL,
+    UNAVAILABLE_TITLE,
     IllegalTransitionError,
+    MessageOutcome,
     NotFoundError,
     OrderflowError,
     PreconditionFailedError,
+    Problem,
 )
 from shared.metrics import FULFILLMENT_LATENCY_SECONDS, record_histogram
 from shared.models import Identifier, OrderStatus
@@ -74,6 +79,12 @@ class PoisonReason(StrEnum):
 class PoisonMessageError(OrderflowError):
     """The message can never succeed: dead-letter (or park) it now, with this reason."""
 
+    # Only a message handler raises it; should an HTTP handler ever do, it is a bug there.
+    http_problem = Problem(
+        500, "Internal error", "internal", detail=INTERNAL_DETAIL, log_level=ERROR
+    )
+    on_message = MessageOutcome.PARK
+
     def __init__(self, reason: PoisonReason, description: str) -> None:
         self.reason = reason
         self.description = description[:1000]
@@ -82,6 +93,9 @@ class PoisonMessageError(OrderflowError):
 
 class OrderNotReadyError(OrderflowError):
     """The order is not paid yet as seen by this reader (a stale read): retry later."""
+
+    http_problem = Problem(503, UNAVAILABLE_TITLE, "unavailable", retry_after_seconds=1)
+    on_message = MessageOutcome.RETRY
 
 
 class FulfilOrderCommand(BaseModel):

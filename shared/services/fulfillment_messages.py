@@ -13,6 +13,9 @@ abandons it when the function raises):
   *parked* at its first delivery: a copy goes to the ``fulfillment-parked`` queue with the
   reason and description as application properties, and the original is completed. Why parked
   rather than dead-lettered, and the trade-offs: docs/EVENTS.md.
+
+Which of these an app error gets is what its type declares (``on_message``, see
+``shared.delivery``): :class:`PoisonMessageError` parks, the others are retried.
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ from enum import StrEnum
 from typing import Any, Final, Protocol
 from uuid import UUID
 
-from shared.errors import DependencyUnavailableError, PreconditionFailedError
+from shared.delivery import outcome_of
+from shared.errors import (
+    DependencyUnavailableError,
+    MessageOutcome,
+    OrderflowError,
+    PreconditionFailedError,
+)
 from shared.observability import get_logger
 from shared.services.fulfillment import (
     FulfillmentService,
@@ -47,6 +56,7 @@ log = get_logger("fulfillment")
 class DeliveryOutcome(StrEnum):
     PROCESSED = "processed"
     PARKED = "parked"
+    COMPLETED = "completed"  # an error that declares there is nothing left to do
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,13 @@ def _transient_retries(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _parking_reason(error: OrderflowError) -> tuple[str, str]:
+    """The reason and description a parked message carries."""
+    if isinstance(error, PoisonMessageError):
+        return error.reason.value, error.description
+    return type(error).__name__.removesuffix("Error"), str(error)[:1000]
+
+
 def handle_delivery(
     message: ReceivedMessage,
     fulfillment: FulfillmentService,
@@ -97,15 +114,27 @@ def handle_delivery(
         result = _transient_retries(
             lambda: fulfillment.fulfil(command, traceparent=traceparent), sleep, message.message_id
         )
-    except PoisonMessageError as poison:
+    except OrderflowError as error:
+        outcome = outcome_of(error)  # the error type's declaration (shared.delivery)
+        if outcome is MessageOutcome.RETRY:
+            raise
+        if outcome is MessageOutcome.COMPLETE:
+            log.info(
+                "fulfillment message %s completed, nothing to do: %s",
+                message.message_id,
+                error,
+                extra={"messageId": message.message_id},
+            )
+            return DeliveryOutcome.COMPLETED
+        reason, description = _parking_reason(error)
         log.error(
             "fulfillment message %s parked at delivery %d: %s",
             message.message_id,
             message.delivery_count,
-            poison,
-            extra={"messageId": message.message_id, "reason": poison.reason.value},
+            error,
+            extra={"messageId": message.message_id, "reason": reason},
         )
-        parking.park(message, poison.reason.value, poison.description)
+        parking.park(message, reason, description)
         return DeliveryOutcome.PARKED
     log.info(
         "fulfillment message %s: order %s %s",

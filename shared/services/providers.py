@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shared.publisher import EventPublisher
+    from shared.repositories.import_storage import ChunkQueue
     from shared.repositories.orders import OrderRepository
     from shared.services.event_routing import EventRouter
     from shared.services.expiry import OrderExpiryService
@@ -67,6 +68,15 @@ def import_pipeline() -> ImportPipeline:
         AzureChunkQueue(),
         order_service,
     )
+
+
+@cache
+def import_chunk_parking() -> ChunkQueue:
+    """Where a chunk that can never be applied is parked: the chunk queue's poison queue."""
+    from shared.names import IMPORT_CHUNKS_POISON_QUEUE
+    from shared.repositories.import_storage import AzureChunkQueue
+
+    return AzureChunkQueue(IMPORT_CHUNKS_POISON_QUEUE)
 
 
 @cache
@@ -159,5 +169,6 @@ def reset_services() -> None:
     inventory_service.cache_clear()
     import_status_service.cache_clear()
     import_pipeline.cache_clear()
+    import_chunk_parking.cache_clear()
     payment_service.cache_clear()
     outbox_relay.cache_clear()

@@ -155,3 +155,36 @@ def test_a_cold_cache_is_503_with_retry_after_until_key_vault_is_back(
 
         assert retried.status == 200, retried.body
         assert status_of(host, order) == "paid"
+
+
+def test_a_deleted_secret_is_503_problem_json_until_it_is_back(
+    host_env: dict[str, str], vault: FakeKeyVault, tmp_path: Path
+) -> None:
+    """Deleting (or disabling) the secret is an operator's doing: the webhook answers 503 with
+    ``Retry-After`` as a problem (not the host's bare 500), naming neither secret nor vault."""
+    with start_host(host_env, tmp_path / "host.log") as host:
+        order = place(host)
+        event_id = f"evt_{uuid.uuid4().hex}"
+        vault.delete_secret(PAYMENT_WEBHOOK_SECRET)
+        try:
+            refused = pay(host, order, event_id)
+
+            assert refused.status == 503, refused.body
+            assert refused.header("Content-Type") == "application/problem+json"
+            assert int(refused.header("Retry-After") or 0) >= 1
+            problem = refused.json()
+            assert (problem["status"], problem["type"]) == (
+                503,
+                "urn:orderflow:problem:unavailable",
+            )
+            assert PAYMENT_WEBHOOK_SECRET not in refused.body.decode()
+            assert vault.url not in refused.body.decode()
+            assert status_of(host, order) == "pending"
+            host.wait_for_log("SecretNotFoundError in payment_webhook")
+        finally:
+            vault.set_secret(PAYMENT_WEBHOOK_SECRET, VAULT_SECRET)
+
+        retried = pay(host, order, event_id)  # the provider retries the same event
+
+        assert retried.status == 200, retried.body
+        assert status_of(host, order) == "paid"
