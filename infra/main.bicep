@@ -108,6 +108,41 @@ param easyAuthEnabled bool = true
 @description('Client ids of the only applications allowed to call the API (Easy Auth); empty: any application the API\'s roles or scopes were granted to.')
 param allowedClientApplications array = []
 
+@description('API gateway in front of the function app: None, or an API Management tier with rate-limit-by-key (docs/INFRASTRUCTURE.md has the cost of each).')
+@allowed([
+  'None'
+  'Developer'
+  'Basic'
+  'Standard'
+  'BasicV2'
+  'StandardV2'
+])
+param apiGatewaySku string = 'None'
+
+@description('E-mail address API Management sends service notifications to (required with a gateway).')
+param gatewayPublisherEmail string = ''
+
+@description('Gateway: calls one caller (application and user) may make per period.')
+@minValue(1)
+param gatewayRateLimitCalls int = 100
+
+@description('Gateway: the rate-limit period in seconds.')
+@minValue(1)
+@maxValue(300)
+param gatewayRateLimitPeriodSeconds int = 60
+
+@description('Gateway: calls one caller may make per quota period.')
+@minValue(1)
+param gatewayQuotaCalls int = 100000
+
+@description('Gateway: the quota period in seconds.')
+@minValue(3600)
+param gatewayQuotaPeriodSeconds int = 86400
+
+@description('Gateway: calls one client address may make per rate-limit period to the anonymous operations.')
+@minValue(1)
+param gatewayPublicRateLimitCalls int = 60
+
 // Names the app shares with the local stack (shared/names.py).
 var cosmosDatabaseName = 'orderflow'
 var fulfillmentQueueName = 'fulfillment'
@@ -133,6 +168,7 @@ var tags = {
 var functionAppName = 'func-orderflow-${resourceToken}'
 // Entra ID v2 tokens of this tenant (the API application requests v2 tokens).
 var authIssuer = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+var gatewayEnabled = apiGatewaySku != 'None'
 var apiUri = !empty(apiIdentifierUri) ? apiIdentifierUri : 'api://${apiAppId}'
 
 
@@ -253,6 +289,28 @@ module rbac 'modules/rbac.bicep' = {
   }
 }
 
+// The optional gateway first: the function app then accepts direct calls only from its addresses.
+module gateway 'modules/gateway.bicep' = if (gatewayEnabled) {
+  name: 'gateway'
+  scope: rg
+  params: {
+    name: 'apim-orderflow-${resourceToken}'
+    location: location
+    tags: tags
+    skuName: apiGatewaySku
+    publisherEmail: gatewayPublisherEmail
+    functionAppHostName: '${functionAppName}.azurewebsites.net'
+    apiAudience: apiAppId
+    apiIdentifierUri: apiUri
+    rateLimitCalls: gatewayRateLimitCalls
+    rateLimitPeriodSeconds: gatewayRateLimitPeriodSeconds
+    quotaCalls: gatewayQuotaCalls
+    quotaPeriodSeconds: gatewayQuotaPeriodSeconds
+    publicRateLimitCalls: gatewayPublicRateLimitCalls
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   scope: rg
@@ -280,6 +338,7 @@ module functionApp 'modules/functionapp.bicep' = {
     authAudience: apiAppId
     apiIdentifierUri: apiUri
     easyAuthEnabled: easyAuthEnabled
+    allowedInboundAddresses: gatewayEnabled ? gateway.outputs.publicIpAddresses : []
     allowedClientApplications: allowedClientApplications
     alwaysReady: alwaysReady
     maximumInstanceCount: maximumInstanceCount
@@ -342,6 +401,8 @@ output SERVICE_API_URI string = 'https://${functionApp.outputs.defaultHostName}'
 output AUTH_ISSUER string = authIssuer
 output AUTH_AUDIENCE string = apiAppId
 output ORDERFLOW_API_IDENTIFIER_URI string = apiUri
+// The gateway's URL when there is one (callers and the smoke tests use it), else empty.
+output ORDERFLOW_GATEWAY_URL string = gatewayEnabled ? gateway.outputs.gatewayUrl : ''
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output EVENTGRID_TOPIC_NAME string = eventGrid.outputs.topicName

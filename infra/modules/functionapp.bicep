@@ -85,6 +85,9 @@ param easyAuthEnabled bool = false
 @description('Client ids of the applications Easy Auth lets call (the `azp`/`appid` of their tokens); empty: any application with a token for the API, the app\'s own roles and scopes decide.')
 param allowedClientApplications array = []
 
+@description('Addresses allowed to call the app directly: the gateway\'s static outbound addresses. Empty: no address restriction. When set, Event Grid (service tag AzureEventGrid) is allowed too, and everything else gets 403.')
+param allowedInboundAddresses array = []
+
 @description('Minutes before an unpaid order expires (PAYMENT_TIMEOUT_MINUTES).')
 param paymentTimeoutMinutes int = 30
 
@@ -105,6 +108,27 @@ param deadLetterWatchSchedule string = '0 */15 * * * *'
 
 @description('NCRONTAB schedule of publish_pending_events (the outbox relay).')
 param outboxRelaySchedule string = '30 * * * * *'
+
+// Access restrictions when the gateway stands in front (docs/SECURITY.md): its addresses, and
+// Event Grid, which delivers order events and blob uploads to the runtime webhooks.
+var restrictInbound = !empty(allowedInboundAddresses)
+var gatewayRules = [
+  for (address, i) in allowedInboundAddresses: {
+    name: 'gateway-${i}'
+    action: 'Allow'
+    priority: 100 + i
+    ipAddress: '${address}/32'
+  }
+]
+var eventGridRules = [
+  {
+    name: 'event-grid'
+    action: 'Allow'
+    priority: 300
+    tag: 'ServiceTag'
+    ipAddress: 'AzureEventGrid'
+  }
+]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -156,6 +180,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       ftpsState: 'Disabled'
       http20Enabled: true
       remoteDebuggingEnabled: false
+      ipSecurityRestrictionsDefaultAction: restrictInbound ? 'Deny' : 'Allow'
+      ipSecurityRestrictions: restrictInbound ? concat(gatewayRules, eventGridRules) : []
+      // Deployments (Entra ID only: basic publishing credentials are off) keep their own endpoint.
+      scmIpSecurityRestrictionsUseMain: false
       cors: {
         allowedOrigins: []
       }
