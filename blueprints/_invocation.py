@@ -30,13 +30,15 @@ def _start_once(context: func.Context | None) -> None:
             return
         from shared.config import get_settings
         from shared.errors import ConfigurationError
-        from shared.observability import configure_telemetry
+        from shared.observability import configure_telemetry, set_sdk_log_level
 
         configure_logging()
         try:
             settings = get_settings()
         except ConfigurationError:
             settings = None  # readiness reports the bad setting
+        if settings is not None:
+            set_sdk_log_level(settings.sdk_log_level)
         connection_string = settings.applicationinsights_connection_string if settings else None
         credential = None
         if (

@@ -11,6 +11,7 @@ anywhere else. Retries are the SDKs' own policies, tuned here once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy
     from azure.eventgrid import EventGridPublisherClient
     from azure.keyvault.secrets import SecretClient
-    from azure.servicebus import ServiceBusClient
+    from azure.servicebus import ServiceBusClient, ServiceBusReceiver
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueClient, QueueServiceClient
 
@@ -219,6 +220,26 @@ def get_service_bus_client() -> ServiceBusClient:
         )
 
     return _cached("servicebus", create)
+
+
+def get_service_bus_peeker(queue: str) -> ServiceBusReceiver:
+    """A receiver of ``queue`` kept open for peeking only (the readiness probe): opening one
+    costs an AMQP connection, session and link (about a second, and dozens of SDK records).
+    ``prefetch_count=0`` and peek-only use mean it never takes or locks a message."""
+    return _cached(
+        f"servicebus:peek:{queue}",
+        lambda: get_service_bus_client().get_queue_receiver(queue, prefetch_count=0),
+    )
+
+
+def forget_service_bus_peeker(queue: str) -> None:
+    """Close and drop the peeking receiver (after it failed): the next probe opens a new one."""
+    with _lock:
+        instance = _instances.pop(f"servicebus:peek:{queue}", None)
+    close = getattr(instance, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):  # best effort; the object is discarded
+            close()
 
 
 def get_eventgrid_client() -> EventGridPublisherClient:

@@ -146,6 +146,11 @@ class Settings(BaseModel):
     health_probe_timeout_seconds: float = Field(
         default=2.0, alias="HEALTH_PROBE_TIMEOUT_SECONDS", gt=0, le=30
     )
+    # The Azure SDKs' own loggers (AMQP link and session states, HTTP requests): every record
+    # is billed ingestion in Application Insights, so they log warnings only unless asked.
+    sdk_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", alias="SDK_LOG_LEVEL"
+    )
 
     expire_unpaid_orders_schedule: Ncrontab = Field(
         default="0 */5 * * * *", alias="EXPIRE_UNPAID_ORDERS_SCHEDULE"

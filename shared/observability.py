@@ -27,6 +27,15 @@ SDK_HTTP_LOGGERS = (
     "azure.core.pipeline.policies.http_logging_policy",
     "azure.cosmos._cosmos_http_logging_policy",
 )
+# The SDKs' internals: Service Bus alone logs every AMQP connection, session and link state
+# change at INFO (about 50 records for one readiness probe). In Azure each record is billed
+# ingestion, and none of them tells an operator anything the app's own records do not.
+SDK_LOGGERS = (
+    "azure",  # azure.core, azure.cosmos, azure.servicebus (and its _pyamqp), azure.identity, ...
+    "uamqp",
+    "urllib3",
+    "msal",
+)
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -144,8 +153,27 @@ _logging_lock = threading.Lock()
 _logging_configured = False
 
 
+def set_sdk_log_level(level_name: str) -> None:
+    """The Azure SDKs' loggers at ``level_name`` (SDK_LOG_LEVEL), except those a developer
+    set otherwise already. Called with the settings on the first invocation; until then
+    (import, indexing, which must not load the settings) they log warnings only."""
+    level = logging.getLevelName(level_name)
+    if not isinstance(level, int):
+        raise ValueError(f"not a log level: {level_name!r}")
+    with _logging_lock:
+        for name in SDK_LOGGERS:
+            sdk = logging.getLogger(name)
+            if sdk.level == logging.NOTSET or name in _sdk_levels_set:
+                sdk.setLevel(level)
+                _sdk_levels_set.add(name)
+
+
+_sdk_levels_set: set[str] = set()
+
+
 def configure_logging(*, json_handler: bool = False, level: int = logging.INFO) -> None:
-    """Set the ``orderflow`` log level once (idempotent).
+    """Set the ``orderflow`` log level once (idempotent), and the Azure SDKs' loggers to
+    WARNING where nothing set them already (SDK_LOG_LEVEL changes that: set_sdk_log_level).
 
     Handlers belong to the host: in Azure the worker's root handler ships records to Application
     Insights. ``json_handler=True`` (local host, scripts) adds a JSON console handler instead.
@@ -161,6 +189,11 @@ def configure_logging(*, json_handler: bool = False, level: int = logging.INFO) 
                 sdk_http = logging.getLogger(name)
                 if sdk_http.level == logging.NOTSET:
                     sdk_http.setLevel(logging.WARNING)
+            for name in SDK_LOGGERS:
+                sdk = logging.getLogger(name)
+                if sdk.level == logging.NOTSET:
+                    sdk.setLevel(logging.WARNING)
+                    _sdk_levels_set.add(name)
             _logging_configured = True
         if json_handler and not any(
             isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers

@@ -97,6 +97,15 @@ param secretCacheTtlSeconds int = 300
 @description('Deadline of each readiness probe (HEALTH_PROBE_TIMEOUT_SECONDS).')
 param healthProbeTimeoutSeconds int = 2
 
+@description('Level of the Azure SDKs\' own loggers (SDK_LOG_LEVEL): WARNING keeps their per-request and AMQP state records out of billed ingestion; DEBUG or INFO while diagnosing.')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param sdkLogLevel string = 'WARNING'
+
 @description('NCRONTAB schedule of expire_unpaid_orders (6 fields, seconds first).')
 param expireUnpaidOrdersSchedule string = '0 */5 * * * *'
 
@@ -286,6 +295,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'HEALTH_PROBE_TIMEOUT_SECONDS'
           value: string(healthProbeTimeoutSeconds)
+        }
+        {
+          name: 'SDK_LOG_LEVEL'
+          value: sdkLogLevel
         }
         // Bearer tokens (docs/SECURITY.md): the API's Entra ID application.
         {

@@ -17,6 +17,7 @@ failure is handled where events are published.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -149,13 +150,39 @@ def _probe_key_vault(timeout: float) -> None:
     get_secret_store().probe()
 
 
+_service_bus_probe_lock = threading.Lock()
+
+
 def _probe_service_bus(timeout: float) -> None:
-    from shared.clients import get_service_bus_client
+    """Peek through a receiver kept open between probes: a fresh one costs an AMQP connection
+    (about a second here) and ~50 SDK log records each time. A receiver that failed is closed
+    and dropped, so the next probe connects anew."""
+    from shared.clients import forget_service_bus_peeker, get_service_bus_peeker
     from shared.config import get_settings
 
     queue = get_settings().fulfillment_queue
-    with get_service_bus_client().get_queue_receiver(queue) as receiver:
-        receiver.peek_messages(max_message_count=1, timeout=timeout)
+    # One probe at a time uses the receiver (it is not thread-safe); a second waits at most
+    # its own timeout.
+    if not _service_bus_probe_lock.acquire(timeout=timeout):
+        raise TimeoutError("another readiness probe is still waiting for Service Bus")
+    started = time.perf_counter()
+    try:
+        try:
+            get_service_bus_peeker(queue).peek_messages(max_message_count=1, timeout=timeout)
+        except Exception:
+            # The kept connection may have died (Service Bus closes idle ones): one more try on
+            # a new receiver while the deadline allows, so a stale connection is not "down".
+            forget_service_bus_peeker(queue)
+            left = timeout - (time.perf_counter() - started)
+            if left < timeout / 2:
+                raise
+            try:
+                get_service_bus_peeker(queue).peek_messages(max_message_count=1, timeout=left)
+            except BaseException:
+                forget_service_bus_peeker(queue)
+                raise
+    finally:
+        _service_bus_probe_lock.release()
 
 
 def default_probes(settings: Settings) -> list[Probe]:
