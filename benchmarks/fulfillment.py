@@ -138,6 +138,7 @@ def main() -> int:
                 Path(workdir) / "host.log",
                 env={**stack.app_settings(), "PAYMENT_WEBHOOK_SECRET": SECRET},
                 args=["--settings", str(REPO / "local.settings.json.sample")],
+                port=stack.ports.functions,  # where the stack's Event Grid stand-in delivers
             ).start()
             latency(host, args.orders)
             burst(host, args.burst)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -129,7 +130,8 @@ def run(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    stack = LocalStack(ports, workdir, foreground=True)
+    # Event Grid delivers to whichever host serves the app on host_port.
+    stack = LocalStack(dataclasses.replace(ports, functions=host_port), workdir, foreground=True)
     host: subprocess.Popen[bytes] | None = None
     try:
         started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Orderflow's local stack: Azurite and the Cosmos DB stand-in on 127.0.0.1, no Docker needed.
+"""Orderflow's local stack: Azurite, the Cosmos DB stand-in, the Service Bus broker and the Event
+Grid stand-in on 127.0.0.1, no Docker needed.
 
     with LocalStack(StackPorts.free(), Path(".localdev")) as stack:
         stack.provision()
@@ -8,7 +9,7 @@ From a shell: ``python -m localdev.stack up | down | status`` (see ``__main__``)
 """
 
 from localdev.stack.processes import ServiceStartError, StackError
-from localdev.stack.services import AZURITE, COSMOS, SERVICE_NAMES, SERVICEBUS
+from localdev.stack.services import AZURITE, COSMOS, EVENTGRID, SERVICE_NAMES, SERVICEBUS
 from localdev.stack.stack import (
     AZURITE_ACCOUNT,
     AZURITE_ACCOUNT_KEY,
@@ -25,6 +26,7 @@ __all__ = [
     "AZURITE_ACCOUNT_KEY",
     "COSMOS",
     "COSMOS_EMULATOR_KEY",
+    "EVENTGRID",
     "IDEMPOTENCY_DEFAULT_TTL_SECONDS",
     "SERVICEBUS",
     "SERVICE_NAMES",

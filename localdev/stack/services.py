@@ -1,4 +1,4 @@
-"""The stack's two services, how to start them, and how to tell that they are ready.
+"""The stack's services, how to start them, and how to tell that they are ready.
 
 A service counts as ready when *its own* log says it listens on every expected port (so an
 older server still holding the port cannot fool the check) and each port answers a real
@@ -28,7 +28,8 @@ COSMOS_LAUNCHER = Path(__file__).resolve().parent / "cosmos_launcher.js"
 AZURITE = "azurite"
 COSMOS = "cosmos"
 SERVICEBUS = "servicebus"
-SERVICE_NAMES = (AZURITE, COSMOS, SERVICEBUS)
+EVENTGRID = "eventgrid"
+SERVICE_NAMES = (AZURITE, COSMOS, SERVICEBUS, EVENTGRID)
 
 _PROBE_TIMEOUT_SECONDS = 1.0
 
@@ -180,4 +181,58 @@ def servicebus_spec(
         ports={"servicebus": port},
         log_markers=(f"{READY_MARKER}127.0.0.1:{port}",),
         probe=lambda: amqp_answers(port),
+    )
+
+
+def _eventgrid_answers(port: int) -> bool:
+    # An unauthenticated publish is refused with Event Grid's error document.
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=_PROBE_TIMEOUT_SECONDS)
+    try:
+        connection.request("POST", "/api/events", body=b"[]")
+        response = connection.getresponse()
+        return response.status == 401 and b'"Unauthorized"' in response.read()
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def eventgrid_spec(
+    port: int,
+    *,
+    functions_url: str,
+    blob_endpoint: str,
+    queue_endpoint: str,
+    retry_delays: str | None = None,
+    subscriptions: Path | None = None,
+) -> ServiceSpec:
+    """The Event Grid stand-in (``localdev.eventgrid``): the custom topic on ``port``, delivering
+    to the Functions host at ``functions_url``, dead letters and storage queues in Azurite."""
+    from localdev.eventgrid import READY_MARKER
+
+    delays = ("--retry-delays", retry_delays) if retry_delays else ()
+    wiring = ("--subscriptions", str(subscriptions)) if subscriptions else ()
+    return ServiceSpec(
+        name=EVENTGRID,
+        argv=(
+            sys.executable,
+            "-c",  # importable from any working directory
+            f"import sys; sys.path.insert(0, {str(LOCALDEV_DIR.parent)!r}); "
+            "from localdev.eventgrid.__main__ import main; sys.exit(main())",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--functions-url",
+            functions_url,
+            "--blob-endpoint",
+            blob_endpoint,
+            "--queue-endpoint",
+            queue_endpoint,
+            *delays,
+            *wiring,
+        ),
+        ports={"eventgrid": port},
+        log_markers=(f"{READY_MARKER}127.0.0.1:{port}",),
+        probe=lambda: _eventgrid_answers(port),
     )

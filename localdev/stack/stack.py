@@ -1,6 +1,10 @@
-"""The local stack: Azurite (blob, queue, table) and the Cosmos DB stand-in, as one unit that
-starts, provisions the app's resources, reports the app settings that point at it, and stops
-without leaving a process behind.
+"""The local stack: Azurite (blob, queue, table), the Cosmos DB stand-in, the Service Bus test
+broker and the Event Grid stand-in, as one unit that starts, provisions the app's resources,
+reports the app settings that point at it, and stops without leaving a process behind.
+
+The Event Grid stand-in (``localdev.eventgrid``) is the app's custom topic
+(``EVENTGRID_TOPIC_ENDPOINT``) and delivers to the Functions host at ``ports.functions``
+(7071, or a free port reserved for the test's host), whichever host serves the app there.
 
 The Cosmos stand-in keeps its data in memory: restarting it (``start_service("cosmos")``)
 loses every item, and the stack provisions the database and containers again if it had
@@ -37,7 +41,14 @@ from localdev.stack.processes import (
     port_is_free,
     read_cmdline,
 )
-from localdev.stack.services import AZURITE, COSMOS, SERVICE_NAMES, SERVICEBUS, ServiceSpec
+from localdev.stack.services import (
+    AZURITE,
+    COSMOS,
+    EVENTGRID,
+    SERVICE_NAMES,
+    SERVICEBUS,
+    ServiceSpec,
+)
 from localdev.stack.state import (
     RecordedService,
     StackState,
@@ -73,6 +84,9 @@ class StackPorts:
     table: int = 10002
     cosmos: int = 8081
     servicebus: int = 5672
+    eventgrid: int = 60101
+    # Not a stand-in: where the Functions host listens, so Event Grid can deliver to it.
+    functions: int = 7071
 
     @classmethod
     def standard(cls) -> StackPorts:
@@ -80,8 +94,16 @@ class StackPorts:
 
     @classmethod
     def free(cls) -> StackPorts:
-        blob, queue, table, cosmos, servicebus = free_ports(5)
-        return cls(blob=blob, queue=queue, table=table, cosmos=cosmos, servicebus=servicebus)
+        blob, queue, table, cosmos, servicebus, eventgrid, functions = free_ports(7)
+        return cls(
+            blob=blob,
+            queue=queue,
+            table=table,
+            cosmos=cosmos,
+            servicebus=servicebus,
+            eventgrid=eventgrid,
+            functions=functions,
+        )
 
     def for_service(self, name: str) -> dict[str, int]:
         if name == AZURITE:
@@ -90,6 +112,8 @@ class StackPorts:
             return {"cosmos": self.cosmos}
         if name == SERVICEBUS:
             return {"servicebus": self.servicebus}
+        if name == EVENTGRID:
+            return {"eventgrid": self.eventgrid}
         raise ValueError(f"unknown service {name!r}; expected one of {SERVICE_NAMES}")
 
 
@@ -108,10 +132,14 @@ class LocalStack:
         *,
         log_dir: Path | None = None,
         foreground: bool = False,
+        eventgrid_retry_delays: str | None = None,
     ) -> None:
         """``foreground=True`` marks the process as the stack's controller (the ``up`` command):
-        ``python -m localdev.stack down`` then asks it to stop rather than only its services."""
+        ``python -m localdev.stack down`` then asks it to stop rather than only its services.
+        ``eventgrid_retry_delays`` (comma-separated seconds) shortens or lengthens the Event
+        Grid stand-in's retry schedule."""
         self.ports = ports
+        self.eventgrid_retry_delays = eventgrid_retry_delays
         self.workdir = workdir.resolve()
         self.log_dir = (log_dir or self.workdir / "logs").resolve()
         self._foreground = foreground
@@ -158,8 +186,21 @@ class LocalStack:
 
         return connection_string(self.ports.servicebus)
 
+    @property
+    def eventgrid_topic_endpoint(self) -> str:
+        from localdev.eventgrid import topic_endpoint
+
+        return topic_endpoint(self.ports.eventgrid)
+
+    @property
+    def functions_url(self) -> str:
+        """Where the stack expects the Functions host (Event Grid delivers there)."""
+        return f"http://127.0.0.1:{self.ports.functions}"
+
     def app_settings(self) -> dict[str, str]:
         """The app settings that point the app at this stack."""
+        from localdev.eventgrid import LOCAL_TOPIC_KEY
+
         return {
             "ORDERFLOW_ENVIRONMENT": "local",
             "COSMOS_ENDPOINT": self.cosmos_endpoint,
@@ -168,6 +209,8 @@ class LocalStack:
             "ImportsStorage": self.storage_connection_string,
             "AzureWebJobsStorage": self.storage_connection_string,
             "ServiceBusConnection": self.servicebus_connection_string,
+            "EVENTGRID_TOPIC_ENDPOINT": self.eventgrid_topic_endpoint,
+            "EVENTGRID_TOPIC_KEY": LOCAL_TOPIC_KEY,
         }
 
     def log_path(self, name: str) -> Path:
@@ -185,12 +228,14 @@ class LocalStack:
     # --- lifecycle ----------------------------------------------------------------------------
 
     @classmethod
-    def start_on_free_ports(cls, workdir: Path, *, attempts: int = 3) -> LocalStack:
+    def start_on_free_ports(
+        cls, workdir: Path, *, attempts: int = 3, eventgrid_retry_delays: str | None = None
+    ) -> LocalStack:
         """A started stack (not provisioned) on free ports; the caller stops it. Another process
         can take a port between choosing and binding it: a conflict is retried with fresh ports
         up to ``attempts`` times, any other failure is raised at once."""
         for attempt in range(1, attempts + 1):
-            stack = cls(StackPorts.free(), workdir)
+            stack = cls(StackPorts.free(), workdir, eventgrid_retry_delays=eventgrid_retry_delays)
             try:
                 stack.start()
             except (PortInUseError, ServiceStartError) as error:
@@ -320,6 +365,15 @@ class LocalStack:
             return services.servicebus_spec(
                 self.ports.servicebus, names.SERVICE_BUS_QUEUES, self.workdir / "servicebus"
             )
+        if name == EVENTGRID:
+            base = "http://127.0.0.1"
+            return services.eventgrid_spec(
+                self.ports.eventgrid,
+                functions_url=self.functions_url,
+                blob_endpoint=f"{base}:{self.ports.blob}/{AZURITE_ACCOUNT}",
+                queue_endpoint=f"{base}:{self.ports.queue}/{AZURITE_ACCOUNT}",
+                retry_delays=self.eventgrid_retry_delays,
+            )
         return services.cosmos_spec(self.ports.cosmos)
 
     def _wait_until_ready(self, specs: list[ServiceSpec]) -> None:
@@ -420,8 +474,13 @@ class LocalStack:
         from azure.storage.blob import BlobServiceClient
         from azure.storage.queue import QueueServiceClient
 
+        from localdev.eventgrid.subscriptions import load_subscriptions
+
+        # The app's containers, and Event Grid's dead-letter container (it must exist, as in
+        # Azure, where Bicep creates it).
+        dead_letters = load_subscriptions().dead_letter_container
         with BlobServiceClient.from_connection_string(self.storage_connection_string) as blobs:
-            for container in names.BLOB_CONTAINERS:
+            for container in (*names.BLOB_CONTAINERS, dead_letters):
                 with contextlib.suppress(ResourceExistsError):
                     blobs.create_container(container)
         with QueueServiceClient.from_connection_string(self.storage_connection_string) as queues:

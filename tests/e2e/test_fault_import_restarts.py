@@ -58,7 +58,13 @@ class ImportApp:
 
     def start_host(self) -> HostProcess:
         log = self.workdir / f"host-{len(self.hosts)}.log"
-        host = HostProcess(REPO_ROOT, log, env=self.env, args=["--settings", str(SAMPLE_SETTINGS)])
+        host = HostProcess(
+            REPO_ROOT,
+            log,
+            env=self.env,
+            args=["--settings", str(SAMPLE_SETTINGS)],
+            port=self.stack.ports.functions,  # where the stack's Event Grid delivers
+        )
         self.hosts.append(host)
         return host.start()
 

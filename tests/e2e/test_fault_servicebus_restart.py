@@ -50,15 +50,15 @@ EVENTGRID_RETRY_DELAYS = "0.5,1,2,4,8,15"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedApp]:
     workdir = tmp_path_factory.mktemp("servicebus-restart")
-    stack = start_stack_on_free_ports(workdir)
+    stack = start_stack_on_free_ports(workdir, eventgrid_retry_delays=EVENTGRID_RETRY_DELAYS)
     try:
         stack.provision()
-        env = {
-            **app_environment(stack, None),
-            "LOCALDEV_EVENTGRID_RETRY_DELAYS": EVENTGRID_RETRY_DELAYS,
-        }
         with run_local_host(
-            REPO_ROOT, workdir / "host.log", env=env, args=["--settings", str(SAMPLE_SETTINGS)]
+            REPO_ROOT,
+            workdir / "host.log",
+            env=app_environment(stack, None),
+            args=["--settings", str(SAMPLE_SETTINGS)],
+            port=stack.ports.functions,
         ) as host:
             yield IsolatedApp(stack, host)
     finally:

@@ -1,20 +1,15 @@
-"""Event processing pieces that need no services: trace continuation across hops, the local
-topic's validation and retry schedule, demand per SKU, and the fulfillment command schema."""
+"""Event processing pieces that need no services: trace continuation across hops, demand per
+SKU, and the fulfillment command schema (the local Event Grid's:
+tests/unit/test_eventgrid_standin.py)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from blueprints._invocation import invocation_with_trace
 from blueprints.events import event_as_dict
-from localdev.host.eventgrid_trigger import (
-    DEFAULT_RETRY_DELAYS_SECONDS,
-    retry_delays,
-    validate_events,
-)
 from shared.services.event_routing import envelope_from_dict, fulfillment_message
 from shared.services.fulfillment import (
     FULFIL_ORDER,
@@ -109,46 +104,3 @@ def test_a_valid_command_round_trips() -> None:
 def test_hostile_command_bodies_are_poison(body: bytes) -> None:
     with pytest.raises(PoisonMessageError):
         parse_command(body)
-
-
-def cloud(**extra: Any) -> dict[str, Any]:
-    return {"specversion": "1.0", "id": "1", "source": "/s", "type": "t", **extra}
-
-
-@pytest.mark.parametrize(
-    ("body", "problem"),
-    [
-        (b"", "not JSON"),
-        (b"[" * 100_000, "not JSON"),
-        (b"{}", "non-empty JSON array"),
-        (b"[]", "non-empty JSON array"),
-        (b"[1]", "not an object"),
-        (json.dumps([{"specversion": "1.0", "id": "1"}]).encode(), "lacks source, type"),
-        (json.dumps([cloud(specversion="1.1")]).encode(), "specversion"),
-        (json.dumps([cloud(id=5)]).encode(), "lacks id"),
-    ],
-)
-def test_the_local_topic_refuses_what_event_grid_refuses(body: bytes, problem: str) -> None:
-    with pytest.raises(ValueError, match=problem):
-        validate_events(body, cloudevents=True)
-
-
-def test_the_local_topic_accepts_event_grid_schema_events() -> None:
-    event = {
-        "id": "1",
-        "eventType": "x",
-        "subject": "s",
-        "eventTime": "2026-11-21T00:00:00Z",
-        "dataVersion": "1",
-    }
-    assert validate_events(json.dumps([event]).encode(), cloudevents=False) == [event]
-    with pytest.raises(ValueError, match="lacks dataVersion"):
-        validate_events(json.dumps([{**event, "dataVersion": None}]).encode(), cloudevents=False)
-
-
-def test_the_retry_schedule_comes_from_the_setting() -> None:
-    assert retry_delays({}) == DEFAULT_RETRY_DELAYS_SECONDS
-    assert retry_delays({"LOCALDEV_EVENTGRID_RETRY_DELAYS": "0.5, 1,2"}) == (0.5, 1.0, 2.0)
-    for bad in ("x", "1,,2", "-1", "99999"):
-        with pytest.raises(ValueError, match="LOCALDEV_EVENTGRID_RETRY_DELAYS"):
-            retry_delays({"LOCALDEV_EVENTGRID_RETRY_DELAYS": bad})
