@@ -1,13 +1,17 @@
 # Orderflow developer commands. `make run` and `make test` each set up everything first.
-.PHONY: setup run test lint bench stack-up stack-down clean
+.PHONY: setup setup-browser run test lint bench stack-up stack-down clean
 
 setup:
 	@scripts/bootstrap.sh
 
+# setup plus headless Chromium and its driver, for the API reference's browser test.
+setup-browser:
+	@scripts/bootstrap.sh --with-browser
+
 run: setup
 	@.venv/bin/python -m localdev run
 
-test: setup
+test: setup-browser
 	@scripts/test.sh
 
 lint: setup

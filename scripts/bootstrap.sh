@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything Orderflow needs on a fresh machine, idempotently:
 # a Python 3.13 virtual environment with the pinned packages, and the local stand-ins (npm).
+#   --with-browser  also headless Chromium and its WebDriver, which only the browser test of the
+#                   API reference needs (`make test` passes it; `make run` stays light)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -8,6 +10,21 @@ source scripts/lib.sh
 
 VENV=.venv
 NODE_MAJOR_MIN=18
+WITH_BROWSER=0
+for arg in "$@"; do
+  case $arg in
+    --with-browser) WITH_BROWSER=1 ;;
+    *) echo "usage: scripts/bootstrap.sh [--with-browser]" >&2; exit 2 ;;
+  esac
+done
+
+apt_install() {
+  echo "bootstrap: installing $* with apt-get" >&2
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@"
+}
 
 ensure_apt_packages() {
   # Debian packages the stack needs if the machine lacks them (Node for Azurite and Cosmos).
@@ -15,13 +32,20 @@ ensure_apt_packages() {
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   if ((${#missing[@]})); then
-    echo "bootstrap: installing ${missing[*]} with apt-get" >&2
-    if [[ $(id -u) -eq 0 ]]; then
-      apt-get update -qq && apt-get install -y -qq "${missing[@]}"
-    else
-      sudo apt-get update -qq && sudo apt-get install -y -qq "${missing[@]}"
-    fi
+    apt_install "${missing[@]}"
   fi
+}
+
+ensure_browser() {
+  # Debian's chromium and chromium-driver (same build, so the driver always fits the browser);
+  # nothing is downloaded at test time. A machine that already has a Chromium-based browser and
+  # a chromedriver (CI images often do) keeps them; tests/e2e/browser.py finds either.
+  if command -v chromedriver >/dev/null 2>&1 \
+    && { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+      || command -v google-chrome >/dev/null 2>&1; }; then
+    return 0
+  fi
+  apt_install chromium chromium-driver
 }
 
 ensure_venv313 "$VENV"
@@ -32,6 +56,7 @@ install_requirements "$VENV" requirements.txt requirements-dev.txt
 scripts/bootstrap-infra.sh
 
 ensure_apt_packages
+((WITH_BROWSER)) && ensure_browser
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ((node_major < NODE_MAJOR_MIN)); then
   echo "bootstrap: Node $node_major is too old for the local stand-ins (need >= $NODE_MAJOR_MIN)" >&2

@@ -51,6 +51,9 @@ class Operation:
     response_headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # 400 (malformed request) and 503 (dependency unavailable): every API handler can answer them.
     common_errors: bool = True
+    # False for routes that are not part of the API (the reference page that renders this
+    # document): still in the table, so the table matches what the app registers.
+    in_document: bool = True
 
 
 # shared.services.payments: the envelope is checked first; ``data`` only for payment.succeeded
@@ -262,6 +265,10 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "openapi_document", "get", "openapi.json", "anonymous", "This document",
         responses={"200": ("OpenAPI 3.1", {"type": "object"})}, common_errors=False,
     ),
+    Operation(
+        "api_docs", "get", "docs/{*asset}", "anonymous", "The API reference (Swagger UI)",
+        in_document=False,
+    ),
 )  # fmt: skip
 
 _PROBLEM_SCHEMA: Final = {
@@ -356,6 +363,8 @@ def openapi_document() -> dict[str, Any]:
 
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
+        if not op.in_document:
+            continue
         parameters: list[dict[str, Any]] = [
             {
                 "name": name,

@@ -290,3 +290,22 @@ def test_package_contains_the_app_and_nothing_else(tmp_path: Path) -> None:
     assert not archived & {"README.md", "azure-pipelines.yml", "requirements-infra.txt", "Makefile"}
     assert "local.settings.json" not in archived
     assert not any("__pycache__" in name for name in archived)
+
+
+# The API reference's assets may add at most this much to the deployment zip (issue goal).
+API_DOCS_PACKAGE_BUDGET_BYTES = 3 * 1024 * 1024
+
+
+def test_package_ships_the_api_reference_assets_within_budget(tmp_path: Path) -> None:
+    from shared.api_docs import ASSETS_DIR, START_SCRIPT, VENDOR_FILES
+
+    target = tmp_path / "app.zip"
+    completed = run(sys.executable, "infra/scripts/package_app.py", str(target))
+    assert completed.returncode == 0, completed.stderr
+    prefix = ASSETS_DIR.relative_to(ROOT).as_posix() + "/"
+    with zipfile.ZipFile(target) as archive:
+        assets = [info for info in archive.infolist() if info.filename.startswith(prefix)]
+    shipped = {info.filename.removeprefix(prefix) for info in assets}
+    # .funcignore's "docs" pattern matches any folder named docs: the assets folder is not one.
+    assert shipped == {START_SCRIPT, *(f"swagger-ui-dist/{name}" for name in VENDOR_FILES)}
+    assert sum(info.compress_size for info in assets) < API_DOCS_PACKAGE_BUDGET_BYTES
