@@ -353,7 +353,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
 }
 
 // Paths Easy Auth lets through without a token: the routes the API serves to anyone (health,
-// OpenAPI, the HMAC-signed payment webhook) and the Functions runtime webhooks Event Grid
+// OpenAPI and its reference page /api/docs with its files, the HMAC-signed payment webhook) and the Functions runtime webhooks Event Grid
 // delivers to (they carry their own system key). tests/infra/test_easy_auth.py derives the
 // anonymous routes from the app itself, so a new one cannot be forgotten here, and refuses an
 // exclusion that would open a protected route. `/*` at the end matches everything below.
@@ -361,6 +361,8 @@ var easyAuthExcludedPaths = [
   '/api/health'
   '/api/health/ready'
   '/api/openapi.json'
+  '/api/docs'
+  '/api/docs/*'
   '/api/v1/payments/webhook'
   '/runtime/webhooks/eventgrid'
   '/runtime/webhooks/blobs'
