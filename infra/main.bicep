@@ -143,6 +143,9 @@ param gatewayQuotaPeriodSeconds int = 86400
 @minValue(1)
 param gatewayPublicRateLimitCalls int = 60
 
+@description('Private network: a VNet the app integrates into, private endpoints and DNS zones for Storage, Cosmos DB, Service Bus (then Premium), Key Vault and the Event Grid topic, whose public endpoints then refuse traffic (docs/INFRASTRUCTURE.md has the cost).')
+param vnetEnabled bool = false
+
 // Names the app shares with the local stack (shared/names.py).
 var cosmosDatabaseName = 'orderflow'
 var fulfillmentQueueName = 'fulfillment'
@@ -212,6 +215,7 @@ module storage 'modules/storage.bicep' = {
     appContainerNames: appBlobContainers
     deadLetterContainerName: deadLetterContainerName
     queueNames: storageQueues
+    vnetEnabled: vnetEnabled
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
@@ -223,6 +227,7 @@ module keyVault 'modules/keyvault.bicep' = {
     name: 'kv-${resourceToken}'
     location: location
     tags: tags
+    vnetEnabled: vnetEnabled
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
@@ -236,6 +241,7 @@ module cosmos 'modules/cosmos.bicep' = {
     tags: tags
     databaseName: cosmosDatabaseName
     serverless: cosmosServerless
+    vnetEnabled: vnetEnabled
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
@@ -249,6 +255,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     tags: tags
     fulfillmentQueueName: fulfillmentQueueName
     parkedQueueName: parkedQueueName
+    vnetEnabled: vnetEnabled
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
@@ -262,7 +269,23 @@ module eventGrid 'modules/eventgrid.bicep' = {
     storageAccountId: storage.outputs.id
     location: location
     tags: tags
+    vnetEnabled: vnetEnabled
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module network 'modules/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-orderflow-${resourceToken}'
+    location: location
+    tags: tags
+    storageAccountId: storage.outputs.id
+    cosmosAccountId: cosmos.outputs.id
+    serviceBusNamespaceId: serviceBus.outputs.id
+    keyVaultId: keyVault.outputs.id
+    eventGridTopicId: eventGrid.outputs.topicId
   }
 }
 
@@ -338,6 +361,7 @@ module functionApp 'modules/functionapp.bicep' = {
     authAudience: apiAppId
     apiIdentifierUri: apiUri
     easyAuthEnabled: easyAuthEnabled
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
     allowedInboundAddresses: gatewayEnabled ? gateway.outputs.publicIpAddresses : []
     allowedClientApplications: allowedClientApplications
     alwaysReady: alwaysReady

@@ -23,6 +23,9 @@ param autoscaleMaxThroughput int = 1000
 @description('Seconds an idempotency record lives unless the document sets its own `ttl`.')
 param idempotencyTtlSeconds int = 604800
 
+@description('Private network (main.bicep vnetEnabled): the service is reached through its private endpoint only.')
+param vnetEnabled bool = false
+
 @description('Log Analytics workspace that receives the Cosmos DB logs.')
 param logAnalyticsWorkspaceId string
 
@@ -32,8 +35,7 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   tags: tags
   kind: 'GlobalDocumentDB'
   properties: {
-    // checkov:skip=CKV_AZURE_99: no private network in this deployment (Flex Consumption without VNet integration); data-plane access needs an Entra ID token and a Cosmos DB SQL role
-    // checkov:skip=CKV_AZURE_101: as above: the public endpoint is needed without VNet integration; local (key) auth is disabled
+    // checkov:skip=CKV_AZURE_101: vnetEnabled=false only: without the private network the app reaches the account over its public endpoint; local (key) auth is disabled, so data-plane access needs an Entra ID token and a Cosmos DB SQL role
     databaseAccountOfferType: 'Standard'
     locations: [
       {
@@ -49,8 +51,11 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
     disableLocalAuth: true
     disableKeyBasedMetadataWriteAccess: true
     minimalTlsVersion: 'Tls12'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
+    // With the private network no public client, not even a VNet service endpoint, is admitted.
+    isVirtualNetworkFilterEnabled: vnetEnabled
     enableAutomaticFailover: false
+    enableMultipleWriteLocations: false
     backupPolicy: {
       type: 'Continuous'
       continuousModeProperties: {
@@ -261,6 +266,7 @@ resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
   }
 }
 
+output id string = account.id
 output name string = account.name
 output endpoint string = account.properties.documentEndpoint
 output databaseName string = database.name

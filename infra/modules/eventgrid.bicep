@@ -19,6 +19,9 @@ param location string
 @description('Tags for the resources.')
 param tags object = {}
 
+@description('Private network (main.bicep vnetEnabled): the app publishes through the topic\'s private endpoint only. Deliveries are outbound from Event Grid and unaffected.')
+param vnetEnabled bool = false
+
 @description('Log Analytics workspace that receives the Event Grid logs.')
 param logAnalyticsWorkspaceId string
 
@@ -31,11 +34,11 @@ resource topic 'Microsoft.EventGrid/topics@2025-02-15' = {
     type: 'SystemAssigned'
   }
   properties: {
-    // checkov:skip=CKV_AZURE_193: no private network in this deployment (Flex Consumption without VNet integration); local auth is disabled, so publishers need an Entra ID token and EventGrid Data Sender
+    // checkov:skip=CKV_AZURE_193: vnetEnabled=false only: without the private network the app publishes over the public endpoint; local auth is disabled, so publishers need an Entra ID token and EventGrid Data Sender
     inputSchema: 'CloudEventSchemaV1_0'
     disableLocalAuth: true
     minimumTlsVersionAllowed: '1.2'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
   }
 }
 
@@ -92,6 +95,7 @@ resource systemTopicDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-0
   }
 }
 
+output topicId string = topic.id
 output topicName string = topic.name
 // The full publish URL (`https://<topic>.<region>-1.eventgrid.azure.net/api/events`).
 output topicEndpoint string = topic.properties.endpoint

@@ -88,6 +88,9 @@ param allowedClientApplications array = []
 @description('Addresses allowed to call the app directly: the gateway\'s static outbound addresses. Empty: no address restriction. When set, Event Grid (service tag AzureEventGrid) is allowed too, and everything else gets 403.')
 param allowedInboundAddresses array = []
 
+@description('Subnet the app integrates into (main.bicep vnetEnabled): its outbound traffic then goes through the VNet, where the data services\' private endpoints resolve. Empty: no VNet integration.')
+param virtualNetworkSubnetId string = ''
+
 @description('Minutes before an unpaid order expires (PAYMENT_TIMEOUT_MINUTES).')
 param paymentTimeoutMinutes int = 30
 
@@ -176,10 +179,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     // checkov:skip=CKV_AZURE_16: authentication is the separate authsettingsV2 resource below (authSettings, parameter easyAuthEnabled), which checkov does not relate to the site; the app validates bearer tokens itself as well
     // checkov:skip=CKV_AZURE_17: callers authenticate with Entra ID bearer tokens (the payment webhook with its HMAC signature), not client certificates
-    // checkov:skip=CKV_AZURE_222: the HTTP API is public by design; without VNet integration the public endpoint is the only one
+    // checkov:skip=CKV_AZURE_222: the HTTP API is public by design (shops, partners, the payment provider and Event Grid call it, or the gateway in front); VNet integration (vnetEnabled) carries the app's outbound traffic
     // checkov:skip=CKV_AZURE_212: Flex Consumption scales per function group; a floor of instances is the alwaysReady parameter
     // checkov:skip=CKV_AZURE_213: Flex Consumption has no App Service health check; readiness is GET /api/health/ready
     serverFarmId: plan.id
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'

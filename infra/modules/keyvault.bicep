@@ -12,6 +12,9 @@ param location string
 @description('Tags for the resource.')
 param tags object = {}
 
+@description('Private network (main.bicep vnetEnabled): the service is reached through its private endpoint only.')
+param vnetEnabled bool = false
+
 @description('Log Analytics workspace that receives the audit logs.')
 param logAnalyticsWorkspaceId string
 
@@ -20,8 +23,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   location: location
   tags: tags
   properties: {
-    // checkov:skip=CKV_AZURE_109: no private network in this deployment; every request needs an Entra ID token and an RBAC role (see docs/INFRASTRUCTURE.md)
-    // checkov:skip=CKV_AZURE_189: as above: public endpoint, Entra ID and RBAC only; a private endpoint needs VNet integration, a documented follow-up
+    // checkov:skip=CKV_AZURE_109: vnetEnabled=false only: without the private network the app reaches the vault over its public endpoint; every request needs an Entra ID token and an RBAC role
+    // checkov:skip=CKV_AZURE_189: vnetEnabled=false only: as above, public endpoint with Entra ID and RBAC only; vnetEnabled=true puts the vault behind a private endpoint
     tenantId: tenant().tenantId
     sku: {
       family: 'A'
@@ -34,9 +37,9 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: vnetEnabled ? 'Deny' : 'Allow'
       bypass: 'AzureServices'
     }
   }
@@ -62,5 +65,6 @@ resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
   }
 }
 
+output id string = vault.id
 output name string = vault.name
 output uri string = vault.properties.vaultUri

@@ -25,6 +25,9 @@ param duplicateDetectionWindow string = 'PT1H'
 @maxValue(100)
 param maxDeliveryCount int = 10
 
+@description('Private network (main.bicep vnetEnabled): Premium (the tier with private endpoints, one messaging unit) reached through its private endpoint only.')
+param vnetEnabled bool = false
+
 @description('Log Analytics workspace that receives the Service Bus logs.')
 param logAnalyticsWorkspaceId string
 
@@ -34,14 +37,20 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
   location: location
   tags: tags
-  sku: {
-    name: 'Standard'
-    tier: 'Standard'
-  }
+  sku: vnetEnabled
+    ? {
+        name: 'Premium'
+        tier: 'Premium'
+        capacity: 1
+      }
+    : {
+        name: 'Standard'
+        tier: 'Standard'
+      }
   properties: {
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
   }
 }
 
@@ -98,6 +107,7 @@ resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
   }
 }
 
+output id string = namespace.id
 output name string = namespace.name
 // `https://<name>.servicebus.windows.net:443/` -> `<name>.servicebus.windows.net`
 output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '/')[2], ':')[0]

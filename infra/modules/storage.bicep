@@ -37,6 +37,9 @@ param queueNames array
 @description('Log Analytics workspace that receives the storage logs.')
 param logAnalyticsWorkspaceId string
 
+@description('Private network (main.bicep vnetEnabled): the app reaches the account through its private endpoints; the public endpoint admits only trusted Azure services (Event Grid dead-lettering) and denies everything else.')
+param vnetEnabled bool = false
+
 @description('Days deleted blobs and containers can be restored.')
 @minValue(1)
 @maxValue(365)
@@ -51,8 +54,8 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     name: skuName
   }
   properties: {
-    // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration and Event Grid reach the account over its public endpoint; shared keys are off, so every request needs an Entra ID token and an RBAC role
-    // checkov:skip=CKV_AZURE_59: as above: the public endpoint is needed without VNet integration; access is Entra ID and RBAC only
+    // checkov:skip=CKV_AZURE_35: vnetEnabled=false only: without the private network the app reaches the account over its public endpoint; shared keys are off, so every request needs an Entra ID token and an RBAC role
+    // checkov:skip=CKV_AZURE_59: the public endpoint stays on for Event Grid, which dead-letters and delivers to storage queues through the trusted-services exception that publicNetworkAccess Disabled would remove; with vnetEnabled=true its network rules deny every other caller, and shared keys are off
     // checkov:skip=CKV_AZURE_206: redundancy is the skuName parameter (Standard_LRS by default, ZRS or GZRS for production)
     allowSharedKeyAccess: false
     defaultToOAuthAuthentication: true
@@ -62,9 +65,12 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     isSftpEnabled: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
+    // With the private network the public endpoint stays on for trusted Azure services only: Event
+    // Grid dead-letters (and delivers to storage queues) with its managed identity through the
+    // trusted-services exception, which publicNetworkAccess 'Disabled' would switch off too.
     publicNetworkAccess: 'Enabled'
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: vnetEnabled ? 'Deny' : 'Allow'
       bypass: 'AzureServices'
     }
     encryption: {

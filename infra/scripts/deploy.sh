@@ -16,6 +16,10 @@
 #                                             administrator; empty: infra/scripts/api_registration.py
 #                                             creates or updates orderflow-api-<AZURE_ENV_NAME>
 #   ORDERFLOW_EASY_AUTH_ENABLED               Easy Auth in front of the app (true)
+#   ORDERFLOW_API_GATEWAY_SKU                 None (default) or an API Management tier, e.g. Basic
+#   ORDERFLOW_GATEWAY_PUBLISHER_EMAIL         required with a gateway: its notification address
+#   ORDERFLOW_GATEWAY_RATE_LIMIT_CALLS / ORDERFLOW_GATEWAY_QUOTA_CALLS   per-caller limits
+#   ORDERFLOW_VNET_ENABLED                    private network for the data services (false)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -52,6 +56,11 @@ az deployment sub create \
     budgetStartDate="$budget_start" \
     apiAppId="$api_app_id" \
     easyAuthEnabled="${ORDERFLOW_EASY_AUTH_ENABLED:-true}" \
+    apiGatewaySku="${ORDERFLOW_API_GATEWAY_SKU:-None}" \
+    gatewayPublisherEmail="${ORDERFLOW_GATEWAY_PUBLISHER_EMAIL:-}" \
+    gatewayRateLimitCalls="${ORDERFLOW_GATEWAY_RATE_LIMIT_CALLS:-100}" \
+    gatewayQuotaCalls="${ORDERFLOW_GATEWAY_QUOTA_CALLS:-100000}" \
+    vnetEnabled="${ORDERFLOW_VNET_ENABLED:-false}" \
   --output none
 
 # The deployment's outputs (names and endpoints only) become environment variables, as azd does.
