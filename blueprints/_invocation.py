@@ -1,5 +1,6 @@
-"""What every handler does around its call: telemetry start-up once, ids bound to logs,
-and JSON responses that carry the correlation id back to the caller."""
+"""What every handler does around its call: telemetry start-up once, ids bound to logs, the
+invocation's deadline (``shared.resilience``: every outbound call gets its timeout from what is
+left of it), and JSON responses that carry the correlation id back to the caller."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Literal
 
 import azure.functions as func
 
 from shared.observability import InvocationContext, configure_logging, invocation_scope
+from shared.resilience import DEFAULT_HTTP_DEADLINE_SECONDS, TRIGGER_BUDGET_SECONDS, deadline
+
+TriggerKind = Literal["serviceBus", "eventGrid", "queue", "blob", "timer"]
 
 _started = threading.Event()
 _start_lock = threading.Lock()
@@ -64,38 +69,56 @@ def _start_once(context: func.Context | None) -> None:
         )
 
 
+def _http_deadline_seconds() -> float:
+    from shared.config import get_settings
+    from shared.errors import ConfigurationError
+
+    try:
+        return get_settings().http_deadline_seconds
+    except ConfigurationError:
+        return DEFAULT_HTTP_DEADLINE_SECONDS  # the handler reports the bad setting
+
+
 @contextmanager
 def http_invocation(
     req: func.HttpRequest, context: func.Context | None
 ) -> Iterator[InvocationContext]:
+    """Scope of an HTTP invocation, within ``HTTP_DEADLINE_SECONDS``."""
     _start_once(context)
     traceparent = req.headers.get("traceparent")
     if context is not None and context.trace_context is not None:
         traceparent = context.trace_context.trace_parent or traceparent
-    with invocation_scope(
-        context.invocation_id if context is not None else None,
-        correlation_id=req.headers.get("x-correlation-id"),
-        traceparent=traceparent,
-    ) as scope:
+    with (
+        invocation_scope(
+            context.invocation_id if context is not None else None,
+            correlation_id=req.headers.get("x-correlation-id"),
+            traceparent=traceparent,
+        ) as scope,
+        deadline(_http_deadline_seconds()),
+    ):
         yield scope
 
 
 @contextmanager
-def invocation(context: func.Context | None) -> Iterator[InvocationContext]:
-    """Scope for a non-HTTP invocation (timer, queue, ...): ids from the host's context."""
+def invocation(context: func.Context | None, trigger: TriggerKind) -> Iterator[InvocationContext]:
+    """Scope for a non-HTTP invocation (timer, queue, ...): ids from the host's context, and
+    the trigger's budget (``shared.resilience.TRIGGER_BUDGET_SECONDS``) as its deadline."""
     _start_once(context)
     traceparent = None
     if context is not None and context.trace_context is not None:
         traceparent = context.trace_context.trace_parent
-    with invocation_scope(
-        context.invocation_id if context is not None else None, traceparent=traceparent
-    ) as scope:
+    with (
+        invocation_scope(
+            context.invocation_id if context is not None else None, traceparent=traceparent
+        ) as scope,
+        deadline(TRIGGER_BUDGET_SECONDS[trigger]),
+    ):
         yield scope
 
 
 @contextmanager
 def invocation_with_trace(
-    context: func.Context | None, upstream_traceparent: str | None
+    context: func.Context | None, upstream_traceparent: str | None, trigger: TriggerKind
 ) -> Iterator[InvocationContext]:
     """Scope for a message or event invocation that continues the trace its producer started
     (the ``traceparent`` the event or message carries): the host's trace context when it is
@@ -114,9 +137,12 @@ def invocation_with_trace(
     if upstream_trace is not None and trace_id_from(host_traceparent) != upstream_trace:
         flags = (upstream_traceparent or "").strip()[-2:]
         traceparent = f"00-{upstream_trace}-{secrets.token_hex(8)}-{flags}"
-    with invocation_scope(
-        context.invocation_id if context is not None else None, traceparent=traceparent
-    ) as scope:
+    with (
+        invocation_scope(
+            context.invocation_id if context is not None else None, traceparent=traceparent
+        ) as scope,
+        deadline(TRIGGER_BUDGET_SECONDS[trigger]),
+    ):
         yield scope
 
 

@@ -49,7 +49,7 @@ def route_order_events(event: func.CloudEvent, context: func.Context) -> None:
 
     envelope = envelope_from_dict(event_as_dict(event))
     with (
-        invocation_with_trace(context, envelope.traceparent) as scope,
+        invocation_with_trace(context, envelope.traceparent, "eventGrid") as scope,
         settled("route_order_events", f"event {envelope.id}"),
     ):
         # The command continues this invocation's span of the order's trace.

@@ -28,7 +28,7 @@ def fulfil_order(message: func.ServiceBusMessage, context: func.Context) -> None
     properties = dict(message.application_properties or {})
     traceparent = properties.get("traceparent") or properties.get("Diagnostic-Id")
     with invocation_with_trace(
-        context, traceparent if isinstance(traceparent, str) else None
+        context, traceparent if isinstance(traceparent, str) else None, "serviceBus"
     ) as scope:
         handle_delivery(
             ReceivedMessage(

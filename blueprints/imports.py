@@ -43,7 +43,7 @@ def import_order_file(blob: func.InputStream, context: func.Context) -> None:
     from shared.services.providers import import_pipeline
 
     name = _import_id(blob.name)
-    with invocation(context), settled("import_order_file", f"import {name}"):
+    with invocation(context, "blob"), settled("import_order_file", f"import {name}"):
         import_pipeline().import_file(name)
 
 
@@ -61,5 +61,8 @@ def create_imported_orders(message: func.QueueMessage, context: func.Context) ->
     def park(_: Exception) -> None:
         import_chunk_parking().send(body.decode("utf-8", "replace"))
 
-    with invocation(context), settled("create_imported_orders", f"message {message.id}", park=park):
+    with (
+        invocation(context, "queue"),
+        settled("create_imported_orders", f"message {message.id}", park=park),
+    ):
         import_pipeline().process_chunk(body)

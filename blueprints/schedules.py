@@ -25,7 +25,7 @@ def publish_pending_events(timer: func.TimerRequest, context: func.Context) -> N
     from shared.services.outbox import relay_pending_events
     from shared.services.providers import outbox_relay
 
-    with invocation(context), settled("publish_pending_events", "timer"):
+    with invocation(context, "timer"), settled("publish_pending_events", "timer"):
         if timer.past_due:
             get_logger("schedules").info("publish_pending_events is running late (past due)")
         relay_pending_events(*outbox_relay())
@@ -63,7 +63,7 @@ def expire_unpaid_orders(timer: func.TimerRequest, context: func.Context) -> Non
     """Pending orders unpaid for longer than PAYMENT_TIMEOUT_MINUTES become expired."""
     from shared.services.providers import order_expiry_service
 
-    with invocation(context), settled("expire_unpaid_orders", "timer"):
+    with invocation(context, "timer"), settled("expire_unpaid_orders", "timer"):
         _note_if_past_due("expire_unpaid_orders", timer)
         order_expiry_service().expire_unpaid()
 
@@ -79,7 +79,7 @@ def daily_sales_report(timer: func.TimerRequest, context: func.Context) -> None:
     """reports/daily/YYYY-MM-DD.json for yesterday (UTC) and any missing day of the last 7."""
     from shared.services.providers import daily_sales_report_service
 
-    with invocation(context), settled("daily_sales_report", "timer"):
+    with invocation(context, "timer"), settled("daily_sales_report", "timer"):
         _note_if_past_due("daily_sales_report", timer)
         daily_sales_report_service().run()
 
@@ -103,7 +103,7 @@ def dead_letter_watch(timer: func.TimerRequest, context: func.Context) -> None:
         watch_poison_queue,
     )
 
-    with invocation(context), settled("dead_letter_watch", "timer"):
+    with invocation(context, "timer"), settled("dead_letter_watch", "timer"):
         _note_if_past_due("dead_letter_watch", timer)
         queue = get_settings().fulfillment_queue
         try:

@@ -7,6 +7,10 @@ never pay for the Service Bus SDK. Each getter imports its SDK when first called
 In Azure every client authenticates with the app's managed identity (``DefaultAzureCredential``).
 Keys and connection strings are used only for the local stand-ins; ``shared.config`` refuses them
 anywhere else. Retries are the SDKs' own policies, tuned here once.
+
+Every HTTP-based client sends through :class:`shared.guarded_transport.GuardedTransport`: each
+attempt gets its timeout from what is left of the invocation's deadline and runs under its
+dependency's circuit breaker and bulkhead (``shared.resilience``).
 """
 
 from __future__ import annotations
@@ -53,8 +57,24 @@ def _cached[T](name: str, factory: Callable[[], T]) -> T:
     return instance
 
 
+def _transport(dependency_name: str) -> Any:
+    """A guarded transport for one client (each client closes its own)."""
+    from shared.guarded_transport import GuardedTransport
+    from shared.resilience import dependency
+
+    return GuardedTransport(
+        dependency(dependency_name),
+        connection_timeout=CONNECTION_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+    )
+
+
 def reset_clients() -> None:
-    """Close and forget every cached client and the credential (tests; settings changes)."""
+    """Close and forget every cached client and the credential (tests; settings changes), and
+    the dependencies' breakers and bulkheads with them."""
+    from shared.resilience import reset_dependencies
+
+    reset_dependencies()
     with _lock:
         instances = list(_instances.values())
         _instances.clear()
@@ -129,7 +149,12 @@ def get_cosmos_client() -> CosmosClient:
             warnings.filterwarnings(
                 "ignore", category=InsecureRequestWarning, message=r".*'(127\.0\.0\.1|localhost)'"
             )
-        return CosmosClient(s.cosmos_endpoint, credential=credential, **cosmos_client_options())
+        return CosmosClient(
+            s.cosmos_endpoint,
+            credential=credential,
+            transport=_transport("cosmos"),
+            **cosmos_client_options(),
+        )
 
     return _cached("cosmos", create)
 
@@ -152,6 +177,7 @@ def _storage_kwargs() -> dict[str, Any]:
         "read_timeout": READ_TIMEOUT,
         "retry_total": RETRY_TOTAL,
         "user_agent": "orderflow",
+        "transport": _transport("storage"),
     }
 
 
@@ -259,7 +285,9 @@ def get_eventgrid_client() -> EventGridPublisherClient:
         # The topic endpoint is the full URL Azure gives (``https://<topic>.<region>-1.eventgrid
         # .azure.net/api/events``). Basic-topic clients ignore constructor transport options, so
         # retry settings go on each ``send()`` call.
-        return EventGridPublisherClient(s.eventgrid_topic_endpoint.rstrip("/"), credential)
+        return EventGridPublisherClient(
+            s.eventgrid_topic_endpoint.rstrip("/"), credential, transport=_transport("eventGrid")
+        )
 
     return _cached("eventgrid", create)
 
@@ -277,6 +305,7 @@ def get_secret_client() -> SecretClient:
             connection_timeout=CONNECTION_TIMEOUT,
             read_timeout=READ_TIMEOUT,
             retry_total=RETRY_TOTAL,
+            transport=_transport("keyVault"),
             # A vault stand-in on 127.0.0.1 cannot have a *.vault.azure.net name, which the
             # client otherwise requires of the challenge's resource. Only locally.
             verify_challenge_resource=not (

@@ -151,6 +151,9 @@ class Settings(BaseModel):
     sdk_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", alias="SDK_LOG_LEVEL"
     )
+    # Total time of one HTTP invocation: below the clients' and payment providers' own timeouts
+    # (10-30 s), so a caller gets a 503 + Retry-After rather than a dropped connection.
+    http_deadline_seconds: float = Field(default=8.0, alias="HTTP_DEADLINE_SECONDS", ge=1, le=120)
 
     expire_unpaid_orders_schedule: Ncrontab = Field(
         default="0 */5 * * * *", alias="EXPIRE_UNPAID_ORDERS_SCHEDULE"

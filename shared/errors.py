@@ -112,6 +112,27 @@ class DependencyUnavailableError(OrderflowError):
         return {"Retry-After": str(self.retry_after_seconds)}
 
 
+class DeadlineExceededError(DependencyUnavailableError):
+    """The invocation's deadline leaves no time for another attempt at a call."""
+
+    def __init__(self, dependency: str, retry_after_seconds: int = 2) -> None:
+        super().__init__(dependency, "no time left within the deadline", retry_after_seconds)
+
+
+class CircuitOpenError(DependencyUnavailableError):
+    """The dependency kept timing out: calls fail at once until a probe succeeds."""
+
+    def __init__(self, dependency: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(dependency, "circuit open after repeated timeouts", retry_after_seconds)
+
+
+class BulkheadFullError(DependencyUnavailableError):
+    """Every call slot of the dependency is held by a call that does not come back."""
+
+    def __init__(self, dependency: str, retry_after_seconds: int = 2) -> None:
+        super().__init__(dependency, "too many calls waiting for it", retry_after_seconds)
+
+
 class SecretNotFoundError(OrderflowError):
     """A secret the app needs does not exist (in Key Vault, or as a local setting)."""
 

@@ -109,6 +109,11 @@ param healthProbeTimeoutSeconds int = 2
 ])
 param sdkLogLevel string = 'WARNING'
 
+@description('Total deadline of each HTTP invocation, seconds (HTTP_DEADLINE_SECONDS); below the callers\' own timeouts.')
+@minValue(1)
+@maxValue(120)
+param httpDeadlineSeconds int = 8
+
 @description('NCRONTAB schedule of expire_unpaid_orders (6 fields, seconds first).')
 param expireUnpaidOrdersSchedule string = '0 */5 * * * *'
 
@@ -312,6 +317,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'AUTH_AUDIENCE'
           value: authAudience
+        }
+        {
+          name: 'HTTP_DEADLINE_SECONDS'
+          value: string(httpDeadlineSeconds)
         }
         // Timer schedules: the host resolves %NAME% from app settings only.
         {

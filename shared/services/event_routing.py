@@ -215,14 +215,19 @@ class ServiceBusCommandSender:
             subject=command.subject,
             application_properties=dict(command.application_properties),  # type: ignore[arg-type]
         )
+        from shared.resilience import call_timeout
+
         self._fail_fast_after_a_failure()
-        if not self._lock.acquire(timeout=LOCK_WAIT_SECONDS):
+        # Within the invocation's deadline: the routing invocation must answer Event Grid.
+        if not self._lock.acquire(timeout=call_timeout(LOCK_WAIT_SECONDS, SERVICE_BUS)):
             raise DependencyUnavailableError(SERVICE_BUS, "an earlier send is still waiting")
         try:
             self._fail_fast_after_a_failure()  # the send this one waited for may have failed
             if self._sender is None:
                 self._sender = get_service_bus_client().get_queue_sender(self._queue_name)
-            self._sender.send_messages(message, timeout=SEND_TIMEOUT_SECONDS)
+            self._sender.send_messages(
+                message, timeout=call_timeout(SEND_TIMEOUT_SECONDS, SERVICE_BUS)
+            )
             self._failed_at = None
         except ServiceBusError as error:
             self._failed_at = self._clock()

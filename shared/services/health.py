@@ -76,8 +76,12 @@ class Readiness:
 
 def describe_failure(exc: BaseException) -> str:
     """A short reason that never includes URLs, keys or messages from the SDK."""
+    from shared.errors import CircuitOpenError
+
     if isinstance(exc, ConfigurationError):
         return f"configuration: setting {exc.setting} {exc.problem}"
+    if isinstance(exc, CircuitOpenError):
+        return "circuit open"
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         return f"HTTP {status}"
@@ -101,7 +105,7 @@ def check_readiness(probes: Sequence[Probe], timeout_seconds: float) -> Readines
     futures: dict[str, Future[None]] = {}
     for probe in probes:
         if probe.check is not None:
-            futures[probe.name] = _pool().submit(probe.check, timeout_seconds)
+            futures[probe.name] = _pool().submit(_bounded, probe.check, timeout_seconds)
     deadline = started + timeout_seconds
     results: list[ProbeResult] = []
     for probe in probes:
@@ -121,6 +125,15 @@ def check_readiness(probes: Sequence[Probe], timeout_seconds: float) -> Readines
         else:
             results.append(ProbeResult(probe.name, "up", _elapsed_ms(started)))
     return Readiness(tuple(results))
+
+
+def _bounded(check: Callable[[float], None], timeout_seconds: float) -> None:
+    """Run a probe within its own deadline, so every call it makes (and each retry) ends
+    with it and an abandoned probe does not keep one of the pool's threads for long."""
+    from shared.resilience import deadline
+
+    with deadline(timeout_seconds):
+        check(timeout_seconds)
 
 
 def _elapsed_ms(started: float) -> int:

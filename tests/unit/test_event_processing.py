@@ -37,7 +37,7 @@ class _Context:
 
 def test_an_invocation_continues_the_upstream_trace_with_a_span_of_its_own() -> None:
     other = "00-11111111111111111111111111111111-2222222222222222-00"
-    with invocation_with_trace(_Context(other), UPSTREAM) as scope:  # type: ignore[arg-type]
+    with invocation_with_trace(_Context(other), UPSTREAM, "eventGrid") as scope:  # type: ignore[arg-type]
         assert scope.trace_id == UPSTREAM.split("-")[1]
         assert scope.traceparent is not None
         assert scope.traceparent != UPSTREAM
@@ -46,7 +46,7 @@ def test_an_invocation_continues_the_upstream_trace_with_a_span_of_its_own() -> 
 
 def test_the_hosts_trace_context_is_kept_when_it_is_already_in_the_upstream_trace() -> None:
     host = f"00-{UPSTREAM.split('-')[1]}-3333333333333333-01"
-    with invocation_with_trace(_Context(host), UPSTREAM) as scope:  # type: ignore[arg-type]
+    with invocation_with_trace(_Context(host), UPSTREAM, "eventGrid") as scope:  # type: ignore[arg-type]
         assert scope.traceparent == host
 
 
@@ -55,7 +55,7 @@ def test_the_hosts_trace_context_is_kept_when_it_is_already_in_the_upstream_trac
 )
 def test_without_a_valid_upstream_trace_the_hosts_context_is_used(upstream: str | None) -> None:
     host = "00-11111111111111111111111111111111-2222222222222222-00"
-    with invocation_with_trace(_Context(host), upstream) as scope:  # type: ignore[arg-type]
+    with invocation_with_trace(_Context(host), upstream, "eventGrid") as scope:  # type: ignore[arg-type]
         assert scope.traceparent == host
 
 

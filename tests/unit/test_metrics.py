@@ -144,7 +144,7 @@ def fresh_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_the_first_invocation_reports_one_cold_start(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="orderflow"):
         for name in ("fulfil_order", "fulfil_order", "expire_unpaid_orders"):
-            with _invocation.invocation(_Context(name)):  # type: ignore[arg-type]
+            with _invocation.invocation(_Context(name), "timer"):  # type: ignore[arg-type]
                 pass
 
     (record,) = metric_records(caplog, metrics.COLD_STARTS)
