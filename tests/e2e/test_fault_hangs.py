@@ -56,17 +56,22 @@ class HungApp:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HungApp]:
     workdir = tmp_path_factory.mktemp("hangs")
-    stack = start_stack_on_free_ports(workdir)
+    stack = start_stack_on_free_ports(
+        workdir, eventgrid_retry_delays="0.5,1,2,2,2,2,2,2,2,2,2,2,2,2,2"
+    )
     try:
         stack.provision()
         env = {
             **app_environment(stack, None),
             "HTTP_DEADLINE_SECONDS": str(int(DEADLINE_SECONDS)),
             "PYTHON_THREADPOOL_THREAD_COUNT": str(THREADS),
-            "LOCALDEV_EVENTGRID_RETRY_DELAYS": "0.5,1,2,2,2,2,2,2,2,2,2,2,2,2,2",
         }
         with run_local_host(
-            REPO_ROOT, workdir / "host.log", env=env, args=["--settings", str(SAMPLE_SETTINGS)]
+            REPO_ROOT,
+            workdir / "host.log",
+            env=env,
+            args=["--settings", str(SAMPLE_SETTINGS)],
+            port=stack.ports.functions,
         ) as host:
             yield HungApp(stack, host)
     finally:
