@@ -32,6 +32,7 @@ SECTIONS = {
     "http_api": "HTTP API under load",
     "import_throughput": "imports",
     "cost": "cost per operation",
+    "brownout": "brownout (Cosmos DB hang)",
 }
 MODULES = tuple(SECTIONS)
 STOP_GRACE_SECONDS = 30

@@ -32,6 +32,20 @@ COST_OPERATIONS = (
     "imported row",
 )
 EXPECTED_ROWS: dict[str, tuple[list[str], list[str]]] = {
+    "brownout": (
+        ["--quick", "--hang", "3", "--clients", "6"],
+        [
+            *(
+                f"hang: {operation} p99 {when}"
+                for operation in ("GET order", "payment webhook")
+                for when in ("until the circuit opens", "with the circuit open")
+            ),
+            "hang: GET /api/health p99 during the hang",
+            "hang: resume -> first 200 GET order",
+            "hang: requests lost",
+            "hang: messages lost or duplicated in effect",
+        ],
+    ),
     # module: (its quickest options, the figures it must print)
     "cold_start": (["--quick"], ["cold start: index app vs import azure.functions"]),
     "first_request": (
