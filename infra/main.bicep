@@ -105,6 +105,9 @@ param apiIdentifierUri string = ''
 @description('Easy Auth in front of the function app: requests to protected routes without a valid token get 401 from the platform (docs/SECURITY.md).')
 param easyAuthEnabled bool = true
 
+@description('Client id the API reference (/api/docs) signs in as (authorization code with PKCE): a single-page-application registration with the redirect URI https://<app host>/api/docs/oauth2-redirect.html; empty: the reader types one (docs/API_REFERENCE.md).')
+param apiDocsClientId string = ''
+
 @description('Client ids of the only applications allowed to call the API (Easy Auth); empty: any application the API\'s roles or scopes were granted to.')
 param allowedClientApplications array = []
 
@@ -364,6 +367,7 @@ module functionApp 'modules/functionapp.bicep' = {
     virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
     allowedInboundAddresses: gatewayEnabled ? gateway.outputs.publicIpAddresses : []
     allowedClientApplications: allowedClientApplications
+    apiDocsClientId: apiDocsClientId
     alwaysReady: alwaysReady
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB

@@ -19,12 +19,14 @@ import gzip
 import hashlib
 import html
 import json
+import re
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 ASSETS_DIR: Final = Path(__file__).resolve().with_name("api_docs_assets")
 VENDOR_DIR: Final = ASSETS_DIR / "swagger-ui-dist"
@@ -61,20 +63,97 @@ _TEXT_TYPES: Final = {
 _BINARY_TYPES: Final = {".png": "image/png"}
 
 
+# The OAuth 2.0 security scheme of the OpenAPI document that "Authorize" signs in with.
+OAUTH_SCHEME: Final = "entraId"
+Flow = Literal["clientCredentials", "authorizationCode"]
+# Entra ID's v2.0 issuer, ``https://<login host>/<tenant id>/v2.0``, in any cloud.
+_ENTRA_ISSUER = re.compile(r"(https://login\.[a-z0-9.-]+)/([0-9A-Za-z.-]+)/v2\.0/?")
+
+
 @dataclass(frozen=True)
 class DocsConfig:
-    """What the page needs from the settings: the OAuth 2.0 client it signs in as (none: the
-    Authorize dialog asks for one), the scopes it asks for, and the origins it may send
-    token requests to besides the app itself (the issuer's token endpoint)."""
+    """How the page's "Authorize" signs in, from the settings (no flow: only a pasted bearer
+    token). The served OpenAPI document describes Entra ID in general; the page replaces its
+    OAuth 2.0 scheme's flows with this deployment's (``orderflow-docs.js``).
 
+    - ``flow``/``token_url``/``authorization_url``: the one flow offered and its endpoints.
+    - ``client_id``: pre-filled in the dialog (a reader may type another).
+    - ``scope_prefix``: put before the document's scope names (Entra ID wants
+      ``<API app id>/Orders.ReadWrite``); ``scopes``: the ones ticked at first.
+    - ``roles_from_scopes``: the local issuer puts app roles in a token only when asked with its
+      ``roles`` field, so the page asks for the ticked roles there (locally any client may hold
+      any role, as ``make token`` shows).
+    """
+
+    flow: Flow | None = None
+    token_url: str | None = None
+    authorization_url: str | None = None
     client_id: str | None = None
+    scope_prefix: str = ""
     scopes: tuple[str, ...] = ()
-    token_origins: tuple[str, ...] = ()
+    roles_from_scopes: bool = False
+
+    @property
+    def token_origins(self) -> tuple[str, ...]:
+        """Where the page may send requests besides the app: the token endpoint's origin."""
+        if self.token_url is None:
+            return ()
+        parts = urllib.parse.urlsplit(self.token_url)
+        return (f"{parts.scheme}://{parts.netloc}",)
+
+
+def docs_config_for(
+    *,
+    environment: str,
+    issuer: str | None,
+    audience: str | None,
+    client_id: str | None,
+    scopes: tuple[str, ...],
+) -> DocsConfig:
+    """Locally: client credentials at the local issuer's token endpoint. In Azure: authorization
+    code with PKCE at the Entra ID tenant of the issuer. Without an issuer (or one that is not
+    Entra ID's in Azure): no sign-in flow, a bearer token can still be pasted."""
+    if issuer is None or audience is None:
+        return DocsConfig()
+    if environment == "local":
+        return DocsConfig(
+            flow="clientCredentials",
+            token_url=issuer.rstrip("/") + "/token",
+            client_id=client_id,
+            scopes=scopes,
+            roles_from_scopes=True,
+        )
+    entra = _ENTRA_ISSUER.fullmatch(issuer)
+    if entra is None:
+        return DocsConfig()
+    endpoints = f"{entra.group(1)}/{entra.group(2)}/oauth2/v2.0"
+    return DocsConfig(
+        flow="authorizationCode",
+        token_url=f"{endpoints}/token",
+        authorization_url=f"{endpoints}/authorize",
+        client_id=client_id,
+        scope_prefix=audience.rstrip("/") + "/",
+        scopes=scopes,
+    )
 
 
 def docs_config() -> DocsConfig:
-    """The page's settings for this deployment."""
-    return DocsConfig()
+    """The page's sign-in for this deployment. With settings that do not load, the page still
+    documents the API (without a sign-in flow); readiness names the bad setting."""
+    from shared.config import get_settings
+    from shared.errors import ConfigurationError
+
+    try:
+        settings = get_settings()
+    except ConfigurationError:
+        return DocsConfig()
+    return docs_config_for(
+        environment=settings.environment,
+        issuer=None,
+        audience=None,
+        client_id=settings.api_docs_client_id,
+        scopes=tuple(settings.api_docs_scopes.split()),
+    )
 
 
 def content_security_policy(config: DocsConfig) -> str:
@@ -212,8 +291,14 @@ def _page(config: DocsConfig) -> Asset:
     data = {
         "data-openapi-url": OPENAPI_URL,
         "data-oauth2-redirect-url": ASSET_PREFIX + names["redirect"],
+        "data-oauth-scheme": OAUTH_SCHEME if config.flow else "",
+        "data-oauth-flow": config.flow or "",
+        "data-oauth-token-url": config.token_url or "",
+        "data-oauth-authorization-url": config.authorization_url or "",
         "data-oauth-client-id": config.client_id or "",
+        "data-oauth-scope-prefix": config.scope_prefix,
         "data-oauth-scopes": " ".join(config.scopes),
+        "data-oauth-roles-from-scopes": "true" if config.roles_from_scopes else "",
     }
     attributes = " ".join(f'{key}="{attr(value)}"' for key, value in data.items())
     prefix = ASSET_PREFIX

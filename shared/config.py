@@ -155,6 +155,19 @@ class Settings(BaseModel):
     # (10-30 s), so a caller gets a 503 + Retry-After rather than a dropped connection.
     http_deadline_seconds: float = Field(default=8.0, alias="HTTP_DEADLINE_SECONDS", ge=1, le=120)
 
+    # The API reference's "Authorize" (/api/docs): the OAuth 2.0 client it signs in as (Entra
+    # ID: a single-page-application registration whose redirect URI is
+    # https://<host>/api/docs/oauth2-redirect.html) and the scopes ticked at first, by their
+    # names in the OpenAPI document, space-separated. Public values: the page shows them.
+    api_docs_client_id: str | None = Field(
+        default=None, alias="API_DOCS_CLIENT_ID", pattern=r"^[\x21-\x7e]{1,256}$"
+    )
+    api_docs_scopes: str = Field(
+        default="",
+        alias="API_DOCS_SCOPES",
+        pattern=r"^[\x21-\x7e]{1,256}( [\x21-\x7e]{1,256}){0,31}$",
+    )
+
     expire_unpaid_orders_schedule: Ncrontab = Field(
         default="0 */5 * * * *", alias="EXPIRE_UNPAID_ORDERS_SCHEDULE"
     )

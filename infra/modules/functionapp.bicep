@@ -82,6 +82,12 @@ param apiIdentifierUri string = ''
 @description('Easy Auth (App Service authentication) in front of the code: a request to a protected route without a valid token for the API gets 401 before any code runs. The app validates every token itself as well.')
 param easyAuthEnabled bool = false
 
+@description('Client id the API reference (/api/docs) signs in as with authorization code and PKCE (API_DOCS_CLIENT_ID): a single-page-application registration whose redirect URI is https://<host>/api/docs/oauth2-redirect.html. Empty: the reader types one in the Authorize dialog.')
+param apiDocsClientId string = ''
+
+@description('Scopes the API reference ticks at first in its Authorize dialog, by their OpenAPI names, space-separated (API_DOCS_SCOPES).')
+param apiDocsScopes string = 'Orders.ReadWrite'
+
 @description('Client ids of the applications Easy Auth lets call (the `azp`/`appid` of their tokens); empty: any application with a token for the API, the app\'s own roles and scopes decide.')
 param allowedClientApplications array = []
 
@@ -308,6 +314,15 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'SDK_LOG_LEVEL'
           value: sdkLogLevel
+        }
+        // The API reference's Authorize dialog (docs/API_REFERENCE.md): public values.
+        {
+          name: 'API_DOCS_CLIENT_ID'
+          value: apiDocsClientId
+        }
+        {
+          name: 'API_DOCS_SCOPES'
+          value: apiDocsScopes
         }
         // Bearer tokens (docs/SECURITY.md): the API's Entra ID application.
         {

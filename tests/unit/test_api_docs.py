@@ -125,7 +125,12 @@ def test_page_names_the_openapi_document_and_the_redirect_page() -> None:
 
 
 def test_page_settings_are_escaped() -> None:
-    config = DocsConfig(client_id='"><script>alert(1)</script>', scopes=("a&b",))
+    config = DocsConfig(
+        flow="clientCredentials",
+        token_url="http://127.0.0.1:8091/token",
+        client_id='"><script>alert(1)</script>',
+        scopes=("a&b",),
+    )
     answer = api_docs.respond("", config, {})
 
     assert answer is not None
@@ -142,13 +147,87 @@ def test_trailing_slash_redirects_to_the_page() -> None:
     assert header(response, "Location") == "../docs"
 
 
-def test_token_requests_may_go_to_the_configured_issuer_only() -> None:
-    config = DocsConfig(token_origins=("https://login.microsoftonline.com",))
+TENANT = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
+API_APP = "5f0e2a1b-6c7d-4e8f-9a0b-1c2d3e4f5a6b"
 
+
+def test_local_sign_in_is_client_credentials_at_the_local_issuer() -> None:
+    config = api_docs.docs_config_for(
+        environment="local",
+        issuer="http://127.0.0.1:8091",
+        audience="api://orderflow-local",
+        client_id="orderflow-local-client",
+        scopes=("Inventory.ReadWrite",),
+    )
+
+    assert config.flow == "clientCredentials"
+    assert config.token_url == "http://127.0.0.1:8091/token"
+    assert config.authorization_url is None
+    assert config.scope_prefix == ""
+    assert config.roles_from_scopes is True
     policy = api_docs.content_security_policy(config)
+    assert "connect-src 'self' http://127.0.0.1:8091;" in policy
 
+
+def test_azure_sign_in_is_authorization_code_at_the_entra_tenant() -> None:
+    config = api_docs.docs_config_for(
+        environment="azure",
+        issuer=f"https://login.microsoftonline.com/{TENANT}/v2.0",
+        audience=API_APP,
+        client_id="docs-client",
+        scopes=("Orders.ReadWrite",),
+    )
+
+    base = f"https://login.microsoftonline.com/{TENANT}/oauth2/v2.0"
+    assert config.flow == "authorizationCode"
+    assert config.authorization_url == f"{base}/authorize"
+    assert config.token_url == f"{base}/token"
+    assert config.scope_prefix == f"{API_APP}/"
+    assert config.roles_from_scopes is False
+    policy = api_docs.content_security_policy(config)
     assert "connect-src 'self' https://login.microsoftonline.com;" in policy
-    assert "connect-src 'self';" in api_docs.content_security_policy(DocsConfig())
+
+
+@pytest.mark.parametrize(
+    ("environment", "issuer", "audience"),
+    [
+        ("local", None, None),
+        ("azure", None, None),
+        ("azure", "https://issuer.example.com/", API_APP),  # not Entra ID: no endpoints to guess
+        ("azure", f"https://sts.windows.net/{TENANT}/", API_APP),  # v1 tokens: not this app's
+    ],
+)
+def test_no_sign_in_flow_without_a_known_issuer(
+    environment: str, issuer: str | None, audience: str | None
+) -> None:
+    config = api_docs.docs_config_for(
+        environment=environment, issuer=issuer, audience=audience, client_id=None, scopes=()
+    )
+
+    assert config == DocsConfig()
+    assert "connect-src 'self';" in api_docs.content_security_policy(config)
+    answer = api_docs.respond("", config, {})
+    assert answer is not None
+    assert 'data-oauth-flow=""' in answer.body.decode()
+
+
+def test_page_carries_the_sign_in_settings() -> None:
+    config = api_docs.docs_config_for(
+        environment="azure",
+        issuer=f"https://login.microsoftonline.com/{TENANT}/v2.0",
+        audience=API_APP,
+        client_id="docs-client",
+        scopes=("Orders.ReadWrite",),
+    )
+    answer = api_docs.respond("", config, {})
+
+    assert answer is not None
+    body = answer.body.decode()
+    assert 'data-oauth-scheme="entraId"' in body
+    assert 'data-oauth-flow="authorizationCode"' in body
+    assert 'data-oauth-client-id="docs-client"' in body
+    assert f'data-oauth-scope-prefix="{API_APP}/"' in body
+    assert 'data-oauth-scopes="Orders.ReadWrite"' in body
 
 
 # ------------------------------------------------------------------------------ the assets

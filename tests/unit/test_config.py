@@ -93,6 +93,9 @@ def _without(env: dict[str, str], *names: str) -> dict[str, str]:
         ),
         (lambda e: _without(e, "ImportsStorage"), "ImportsStorage", "is required"),
         (lambda e: {**e, "KEY_VAULT_URL": "kv.vault.azure.net"}, "KEY_VAULT_URL", "URL"),
+        (lambda e: {**e, "API_DOCS_SCOPES": "a  b"}, "API_DOCS_SCOPES", "pattern"),
+        (lambda e: {**e, "API_DOCS_SCOPES": "Orders.ReadWrite\n"}, "API_DOCS_SCOPES", "pattern"),
+        (lambda e: {**e, "API_DOCS_CLIENT_ID": "a b"}, "API_DOCS_CLIENT_ID", "pattern"),
     ],
 )
 def test_bad_local_values_name_the_setting(change, setting: str, fragment: str) -> None:  # type: ignore[no-untyped-def]
