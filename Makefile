@@ -34,6 +34,7 @@ clean:
 # End-to-end smoke tests against a running app, local or deployed (docs/SMOKE.md):
 #   make smoke BASE_URL=https://<app>.azurewebsites.net FUNCTION_KEY=<master key> [WEBHOOK_SECRET=...]
 #     [STORAGE_ACCOUNT_URL=https://<account>.blob.core.windows.net | STORAGE_CONNECTION_STRING=...]
+#     [RATE_LIMIT_CALLS=<the gateway's per-caller limit>: also expect its 429 in a bounded loop]
 # Secrets reach the command through the environment, never its arguments.
 .PHONY: smoke
 BASE_URL ?= http://127.0.0.1:7071
@@ -42,5 +43,6 @@ smoke: export SMOKE_FUNCTION_KEY := $(FUNCTION_KEY)
 smoke: export SMOKE_WEBHOOK_SECRET := $(WEBHOOK_SECRET)
 smoke: export SMOKE_STORAGE_CONNECTION_STRING := $(STORAGE_CONNECTION_STRING)
 smoke: export SMOKE_STORAGE_ACCOUNT_URL := $(STORAGE_ACCOUNT_URL)
+smoke: export SMOKE_RATE_LIMIT_CALLS := $(RATE_LIMIT_CALLS)
 smoke: setup
 	@.venv/bin/python -m smoke --base-url "$(BASE_URL)" --timeout "$(TIMEOUT)"

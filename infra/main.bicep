@@ -431,6 +431,8 @@ output AUTH_AUDIENCE string = apiAppId
 output ORDERFLOW_API_IDENTIFIER_URI string = apiUri
 // The gateway's URL when there is one (callers and the smoke tests use it), else empty.
 output ORDERFLOW_GATEWAY_URL string = gatewayEnabled ? gateway.outputs.gatewayUrl : ''
+// The smoke tests bound their 429 loop with it.
+output ORDERFLOW_GATEWAY_RATE_LIMIT_CALLS int = gatewayRateLimitCalls
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output EVENTGRID_TOPIC_NAME string = eventGrid.outputs.topicName

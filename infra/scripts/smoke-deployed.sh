@@ -56,11 +56,33 @@ if ! webhook_secret=$(az keyvault secret show \
 fi
 mask "$webhook_secret"
 
+# A token for the API, as the signed-in identity (the pipeline's service principal: its app role
+# assignments on the API become the token's roles, docs/DEPLOY.md). The scenarios then check that
+# an anonymous call to a protected route gets 401 and an authorised one 200.
+if ! api_token=$(az account get-access-token \
+  --scope "${ORDERFLOW_API_IDENTIFIER_URI}/.default" \
+  --query accessToken \
+  --output tsv); then
+  echo "smoke: no token for ${ORDERFLOW_API_IDENTIFIER_URI}: grant this identity the API's app roles" \
+    "(docs/DEPLOY.md)" >&2
+  exit 1
+fi
+mask "$api_token"
+
+# With the gateway, every call goes through it (the function app accepts only its addresses) and
+# the limit is checked too: a bounded loop must meet a 429 with Retry-After.
+base_url="$SERVICE_API_URI"
+rate_limit=()
+if [[ -n "${ORDERFLOW_GATEWAY_URL:-}" ]]; then
+  base_url="$ORDERFLOW_GATEWAY_URL"
+  rate_limit=("RATE_LIMIT_CALLS=${ORDERFLOW_GATEWAY_RATE_LIMIT_CALLS}")
+fi
+
 storage=()
 if [[ "${ORDERFLOW_SMOKE_IMPORT:-}" == "true" ]]; then
   storage=("STORAGE_ACCOUNT_URL=https://${AZURE_STORAGE_ACCOUNT_NAME}.blob.core.windows.net")
 fi
 
-echo "smoke: running the scenarios against $SERVICE_API_URI" >&2
-FUNCTION_KEY="$function_key" WEBHOOK_SECRET="$webhook_secret" \
-  make smoke BASE_URL="$SERVICE_API_URI" TIMEOUT="${SMOKE_TIMEOUT:-120}" "${storage[@]}"
+echo "smoke: running the scenarios against $base_url" >&2
+SMOKE_TOKEN="$api_token" FUNCTION_KEY="$function_key" WEBHOOK_SECRET="$webhook_secret" \
+  make smoke BASE_URL="$base_url" TIMEOUT="${SMOKE_TIMEOUT:-120}" "${storage[@]}" "${rate_limit[@]}"

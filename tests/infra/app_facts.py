@@ -6,6 +6,7 @@ the app imports."""
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import os
 import re
@@ -191,8 +192,15 @@ class ApiPermissions:
 
 
 def api_permissions() -> ApiPermissions:
-    """The scope and roles the app's authorization checks."""
-    return ApiPermissions(_PENDING_DELEGATED_SCOPES, _PENDING_APP_ROLES)
+    """The scope and roles the app's authorization checks (shared.auth.permissions)."""
+    try:
+        permissions = importlib.import_module("shared.auth.permissions")
+    except ImportError:  # PENDING(issue 12): not on main yet
+        return ApiPermissions(_PENDING_DELEGATED_SCOPES, _PENDING_APP_ROLES)
+    return ApiPermissions(
+        frozenset(getattr(permissions, "DELEGATED_SCOPES")),  # noqa: B009
+        frozenset(getattr(permissions, "APP_ROLES")),  # noqa: B009
+    )
 
 
 def route_prefix() -> str:

@@ -249,7 +249,7 @@ def test_smoke_script_masks_secrets_and_keeps_them_off_command_lines() -> None:
     assert "::add-mask::" in code
     assert "##vso[task.setsecret]" in code
     (make_line,) = [line for line in code.splitlines() if "make smoke" in line]
-    for secret in ("function_key", "webhook_secret"):
+    for secret in ("function_key", "webhook_secret", "api_token"):
         assert f'mask "${secret}"' in code, f"{secret} is not masked"
         assert code.index(f'mask "${secret}"') < code.index(make_line), secret
     # Secrets travel in the environment of make (FUNCTION_KEY=... make smoke), not in its argv.
