@@ -51,14 +51,10 @@ def running_stack(workdir: Path) -> Iterator[LocalStack]:
 def configure_this_process(settings: Mapping[str, str]) -> None:
     """Make this process the app, talking to the services ``settings`` point at (settings are
     environment variables, as in the worker); cached settings, clients and services go."""
-    from shared.clients import reset_clients
-    from shared.config import clear_settings_cache
-    from shared.services.providers import reset_services
+    from shared.process_state import reset_process_state
 
     os.environ.update(settings)
-    clear_settings_cache()
-    reset_clients()
-    reset_services()
+    reset_process_state()
 
 
 class TimedHostProcess(HostProcess):

@@ -18,10 +18,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from shared.config import SERVICE_BUS_CONNECTION, get_settings, is_loopback_url
 from shared.errors import ConfigurationError
+from shared.process_state import on_reset
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -38,23 +39,38 @@ READ_TIMEOUT = 30
 # SDK retry policy: a few quick retries with exponential backoff; throttling (429/503) is retried
 # by the SDKs honouring Retry-After.
 RETRY_TOTAL = 3
-RETRY_BACKOFF_FACTOR = 0.4
 RETRY_BACKOFF_MAX = 8
 
+# The clients this module caches: what install_client accepts, and the keys of _instances.
+ClientName = Literal["credential", "cosmos", "blob", "queue", "servicebus", "eventgrid", "keyvault"]
+CLIENT_NAMES: Final[tuple[ClientName, ...]] = get_args(ClientName)
+
 _lock = threading.RLock()
-_instances: dict[str, Any] = {}
+_instances: dict[ClientName, Any] = {}
+# Objects made from a client (a Cosmos container proxy, one queue's client), by the client they
+# come from and their own name: replacing or resetting the client drops them with it.
+_derived: dict[tuple[ClientName, str], Any] = {}
 
 
-def _cached[T](name: str, factory: Callable[[], T]) -> T:
-    """Create ``name`` once per process (thread-safe) and return the same object afterwards."""
-    instance = _instances.get(name)
+def _once[K, T](store: dict[K, Any], key: K, factory: Callable[[], T]) -> T:
+    instance: T | None = store.get(key)
     if instance is None:
         with _lock:
-            instance = _instances.get(name)
+            instance = store.get(key)
             if instance is None:
                 instance = factory()
-                _instances[name] = instance
+                store[key] = instance
     return instance
+
+
+def _cached[T](name: ClientName, factory: Callable[[], T]) -> T:
+    """Create client ``name`` once per process (thread-safe) and return it afterwards."""
+    return _once(_instances, name, factory)
+
+
+def _cached_from[T](client: ClientName, part: str, factory: Callable[[], T]) -> T:
+    """Create ``part`` of ``client`` once (until the client is reset or replaced)."""
+    return _once(_derived, (client, part), factory)
 
 
 def _transport(dependency_name: str) -> Any:
@@ -69,6 +85,7 @@ def _transport(dependency_name: str) -> Any:
     )
 
 
+@on_reset
 def reset_clients() -> None:
     """Close and forget every cached client and the credential (tests; settings changes), and
     the dependencies' breakers and bulkheads with them."""
@@ -76,7 +93,8 @@ def reset_clients() -> None:
 
     reset_dependencies()
     with _lock:
-        instances = list(_instances.values())
+        instances = [*_derived.values(), *_instances.values()]
+        _derived.clear()
         _instances.clear()
     for instance in instances:
         close = getattr(instance, "close", None)
@@ -87,16 +105,17 @@ def reset_clients() -> None:
                 continue
 
 
-def install_client(name: str, instance: object) -> None:
-    """Use ``instance`` for ``name`` ("cosmos", "blob", "queue", "servicebus", "eventgrid",
-    "keyvault", "credential") instead of creating one: for tests that need a client with a
-    custom transport (fault injection, request counting) and for tools. Undone by
-    :func:`reset_clients`."""
+def install_client(name: ClientName, instance: object) -> None:
+    """Use ``instance`` for client ``name`` (one of :data:`CLIENT_NAMES`) instead of creating
+    one: for tests that need a client with a custom transport (fault injection, request
+    counting) and for tools. What was made from the previous client (container proxies, queue
+    clients) is dropped. Undone by :func:`reset_clients`. An unknown name is refused: a
+    misspelt one would otherwise install nothing that the app uses."""
+    if name not in CLIENT_NAMES:
+        raise ValueError(f"unknown client {name!r}; expected one of {', '.join(CLIENT_NAMES)}")
     with _lock:
-        for key in [
-            key for key in _instances if key.startswith(f"{name}-") or key.startswith(f"{name}:")
-        ]:
-            del _instances[key]
+        for key in [key for key in _derived if key[0] == name]:
+            del _derived[key]
         _instances[name] = instance
 
 
@@ -166,8 +185,8 @@ def get_cosmos_database() -> DatabaseProxy:
 
 def get_container(name: str) -> ContainerProxy:
     """A Cosmos container proxy (no network call until an operation runs)."""
-    return _cached(
-        f"cosmos:container:{name}", lambda: get_cosmos_database().get_container_client(name)
+    return _cached_from(
+        "cosmos", f"container:{name}", lambda: get_cosmos_database().get_container_client(name)
     )
 
 
@@ -223,7 +242,7 @@ def get_queue(name: str) -> QueueClient:
             message_decode_policy=TextBase64DecodePolicy(),
         )
 
-    return _cached(f"queue:{name}", create)
+    return _cached_from("queue", name, create)
 
 
 def get_service_bus_client() -> ServiceBusClient:
@@ -252,8 +271,9 @@ def get_service_bus_peeker(queue: str) -> ServiceBusReceiver:
     """A receiver of ``queue`` kept open for peeking only (the readiness probe): opening one
     costs an AMQP connection, session and link (about a second, and dozens of SDK records).
     ``prefetch_count=0`` and peek-only use mean it never takes or locks a message."""
-    return _cached(
-        f"servicebus:peek:{queue}",
+    return _cached_from(
+        "servicebus",
+        f"peek:{queue}",
         lambda: get_service_bus_client().get_queue_receiver(queue, prefetch_count=0),
     )
 
@@ -261,7 +281,7 @@ def get_service_bus_peeker(queue: str) -> ServiceBusReceiver:
 def forget_service_bus_peeker(queue: str) -> None:
     """Close and drop the peeking receiver (after it failed): the next probe opens a new one."""
     with _lock:
-        instance = _instances.pop(f"servicebus:peek:{queue}", None)
+        instance = _derived.pop(("servicebus", f"peek:{queue}"), None)
     close = getattr(instance, "close", None)
     if callable(close):
         with contextlib.suppress(Exception):  # best effort; the object is discarded

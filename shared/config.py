@@ -35,6 +35,7 @@ from pydantic import (
 from shared import __version__
 from shared.errors import ConfigurationError
 from shared.names import COSMOS_DATABASE_DEFAULT, FULFILLMENT_QUEUE
+from shared.process_state import on_reset
 
 # Binding connection names. Blueprints pass these as ``connection=``; the host resolves
 # ``<Name>`` (connection string, local stand-ins only) or ``<Name>__<property>`` (identity-based).
@@ -301,6 +302,7 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+@on_reset
 def clear_settings_cache() -> None:
     """Forget the cached settings (tests, or after changing the environment)."""
     get_settings.cache_clear()

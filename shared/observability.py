@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.process_state import on_reset
+
 LOGGER_NAME = "orderflow"
 SDK_HTTP_LOGGERS = (
     "azure.core.pipeline.policies.http_logging_policy",
@@ -242,6 +244,7 @@ def telemetry_enabled() -> bool:
     return bool(_telemetry_enabled)
 
 
+@on_reset
 def reset_telemetry_state() -> None:
     """Forget whether telemetry was configured (tests)."""
     global _telemetry_enabled

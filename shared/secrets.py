@@ -47,6 +47,7 @@ from shared.config import get_settings
 from shared.errors import DependencyUnavailableError, SecretNotFoundError
 from shared.names import PAYMENT_WEBHOOK_SECRET
 from shared.observability import get_logger
+from shared.process_state import on_reset
 
 if TYPE_CHECKING:
     from azure.keyvault.secrets import SecretClient, SecretProperties
@@ -443,6 +444,7 @@ def get_secret_store() -> SecretStore:
         return _store
 
 
+@on_reset
 def clear_secret_cache() -> None:
     """Forget the process-wide store and its cached values (tests; after settings changes)."""
     global _store

@@ -1,15 +1,21 @@
 """Process-wide service instances wired to their Cosmos repositories and the Event Grid
-publisher; created on first use, reused, and resettable by tests (``reset_services``).
+publisher; created on first use, reused, and forgotten by ``reset_services`` (one of the resets
+of ``shared.process_state.reset_process_state``).
 
 Each provider imports its service when first called, so a function's first invocation loads
 only what that function needs (the first GET of an order does not load the import pipeline)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from shared.process_state import on_reset
 
 if TYPE_CHECKING:
+    from functools import _lru_cache_wrapper
+
     from shared.publisher import EventPublisher
     from shared.repositories.import_storage import ChunkQueue
     from shared.repositories.orders import OrderRepository
@@ -25,7 +31,18 @@ if TYPE_CHECKING:
     from shared.services.reports import DailySalesReportService
 
 
-@cache
+_providers: list[_lru_cache_wrapper[Any]] = []
+
+
+def provider[T](factory: Callable[[], T]) -> Callable[[], T]:
+    """A process-wide instance: made by ``factory`` on first use, then reused; forgotten by
+    :func:`reset_services`."""
+    cached = cache(factory)
+    _providers.append(cached)
+    return cached
+
+
+@provider
 def order_service() -> OrderService:
     from shared.publisher import EventGridPublisher
     from shared.repositories.orders import CosmosOrderRepository
@@ -34,7 +51,7 @@ def order_service() -> OrderService:
     return OrderService(CosmosOrderRepository(), EventGridPublisher())
 
 
-@cache
+@provider
 def inventory_service() -> InventoryService:
     from shared.repositories.inventory import CosmosInventoryRepository
     from shared.services.inventory import InventoryService
@@ -42,7 +59,7 @@ def inventory_service() -> InventoryService:
     return InventoryService(CosmosInventoryRepository())
 
 
-@cache
+@provider
 def import_status_service() -> ImportStatusService:
     from shared.repositories.imports import CosmosImportStatusRepository
     from shared.services.imports import ImportStatusService
@@ -50,7 +67,7 @@ def import_status_service() -> ImportStatusService:
     return ImportStatusService(CosmosImportStatusRepository())
 
 
-@cache
+@provider
 def import_pipeline() -> ImportPipeline:
     from shared.repositories.import_runs import CosmosImportRunRepository
     from shared.repositories.import_storage import (
@@ -70,7 +87,7 @@ def import_pipeline() -> ImportPipeline:
     )
 
 
-@cache
+@provider
 def import_chunk_parking() -> ChunkQueue:
     """Where a chunk that can never be applied is parked: the chunk queue's poison queue."""
     from shared.names import IMPORT_CHUNKS_POISON_QUEUE
@@ -79,7 +96,7 @@ def import_chunk_parking() -> ChunkQueue:
     return AzureChunkQueue(IMPORT_CHUNKS_POISON_QUEUE)
 
 
-@cache
+@provider
 def payment_service() -> PaymentService:
     from shared.repositories.idempotency import CosmosIdempotencyStore
     from shared.secrets import get_secret_store
@@ -88,7 +105,7 @@ def payment_service() -> PaymentService:
     return PaymentService(order_service(), CosmosIdempotencyStore(), get_secret_store())
 
 
-@cache
+@provider
 def outbox_relay() -> tuple[OrderRepository, EventPublisher]:
     """The repository and publisher the outbox relay drains with."""
     from shared.publisher import EventGridPublisher
@@ -97,7 +114,7 @@ def outbox_relay() -> tuple[OrderRepository, EventPublisher]:
     return CosmosOrderRepository(), EventGridPublisher()
 
 
-@cache
+@provider
 def order_expiry_service() -> OrderExpiryService:
     from datetime import timedelta
 
@@ -119,7 +136,7 @@ def order_expiry_service() -> OrderExpiryService:
     )
 
 
-@cache
+@provider
 def daily_sales_report_service() -> DailySalesReportService:
     from shared.repositories.order_scans import CosmosOrderScans
     from shared.repositories.reports import BlobReportStore
@@ -128,7 +145,7 @@ def daily_sales_report_service() -> DailySalesReportService:
     return DailySalesReportService(CosmosOrderScans(), BlobReportStore())
 
 
-@cache
+@provider
 def fulfillment_service() -> FulfillmentService:
     from shared.publisher import EventGridPublisher
     from shared.repositories.orders import CosmosOrderRepository
@@ -143,7 +160,7 @@ def fulfillment_service() -> FulfillmentService:
     )
 
 
-@cache
+@provider
 def fulfillment_parking() -> ParkingLot:
     from shared.names import FULFILLMENT_PARKED_QUEUE
     from shared.services.fulfillment_messages import ServiceBusParkingLot
@@ -151,7 +168,7 @@ def fulfillment_parking() -> ParkingLot:
     return ServiceBusParkingLot(FULFILLMENT_PARKED_QUEUE)
 
 
-@cache
+@provider
 def event_router() -> EventRouter:
     from shared.config import get_settings
     from shared.services.event_routing import EventRouter, ServiceBusCommandSender
@@ -159,16 +176,8 @@ def event_router() -> EventRouter:
     return EventRouter(ServiceBusCommandSender(get_settings().fulfillment_queue))
 
 
+@on_reset
 def reset_services() -> None:
-    fulfillment_service.cache_clear()
-    fulfillment_parking.cache_clear()
-    event_router.cache_clear()
-    order_expiry_service.cache_clear()
-    daily_sales_report_service.cache_clear()
-    order_service.cache_clear()
-    inventory_service.cache_clear()
-    import_status_service.cache_clear()
-    import_pipeline.cache_clear()
-    import_chunk_parking.cache_clear()
-    payment_service.cache_clear()
-    outbox_relay.cache_clear()
+    """Forget every service instance (each provider is registered where it is defined)."""
+    for cached in _providers:
+        cached.cache_clear()

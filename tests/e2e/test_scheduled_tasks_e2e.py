@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.clients import get_blob_service, get_container, reset_clients
-from shared.config import clear_settings_cache
+from shared.clients import get_blob_service, get_container
 from shared.names import ORDERS_CONTAINER, REPORTS_BLOB_CONTAINER
+from shared.process_state import reset_process_state
 from shared.repositories.order_scans import CosmosOrderScans
 from shared.repositories.reports import BlobReportStore
 from shared.services.orders import timestamp
@@ -71,13 +71,11 @@ def stack_settings(
 ) -> Iterator[dict[str, str]]:
     """This process's clients pointed at the isolated stack (to seed and to read blobs)."""
     settings = isolated_app.stack.app_settings()
-    clear_settings_cache()
-    reset_clients()
+    reset_process_state()
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     yield settings
-    clear_settings_cache()
-    reset_clients()
+    reset_process_state()
 
 
 def test_admin_endpoint_answers_like_the_host(isolated_app: IsolatedApp) -> None:

@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusClient
 
-from shared.clients import reset_clients
-from shared.config import clear_settings_cache
 from shared.errors import DependencyUnavailableError
 from shared.events import event_id, order_event
 from shared.models import OrderStatus
 from shared.names import FULFILLMENT_QUEUE
+from shared.process_state import reset_process_state
 from shared.services.event_routing import (
     FAILURE_COOL_DOWN_SECONDS,
     EventRouter,
@@ -46,8 +45,7 @@ def use_broker(broker: ServiceBusBroker, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
     monkeypatch.setenv("ImportsStorage", "UseDevelopmentStorage=true")
     monkeypatch.setenv("ServiceBusConnection", broker.connection_string)
-    clear_settings_cache()
-    reset_clients()
+    reset_process_state()
 
 
 @pytest.fixture
@@ -60,8 +58,7 @@ def router(
         yield EventRouter(sender), sender
     finally:
         sender.close()
-        reset_clients()
-        clear_settings_cache()
+        reset_process_state()
 
 
 def queued(broker: ServiceBusBroker) -> list[Any]:

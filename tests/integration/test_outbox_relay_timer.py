@@ -10,7 +10,8 @@ from azure.functions.timer import TimerRequest
 from blueprints import schedules
 from shared.events import event_id
 from shared.models import OrderDraft, OrderStatus
-from shared.services.providers import order_service, reset_services
+from shared.process_state import reset_process_state
+from shared.services.providers import order_service
 from tests.fixtures.eventgrid import EventGridSink
 
 pytestmark = pytest.mark.integration
@@ -21,7 +22,7 @@ def test_timer_relays_pending_events(
 ) -> None:
     for name, value in events.app_settings().items():
         monkeypatch.setenv(name, value)
-    reset_services()
+    reset_process_state()
     customer = f"c-{uuid.uuid4().hex[:12]}"
     draft = OrderDraft.model_validate(
         {"lines": [{"sku": "A", "quantity": 1, "unitPrice": "1.00"}], "currency": "EUR"}
@@ -39,4 +40,4 @@ def test_timer_relays_pending_events(
         published = {event["id"] for event in events.of_type("Orderflow.Order.Placed")}
         assert event_id(customer, placed.id, OrderStatus.PENDING) in published
     finally:
-        reset_services()
+        reset_process_state()

@@ -36,12 +36,12 @@ from azure.servicebus import ServiceBusClient, ServiceBusReceiver
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.clients import get_container, reset_clients
-from shared.config import clear_settings_cache
+from shared.clients import get_container
 from shared.errors import IllegalTransitionError
 from shared.events import EVENT_TYPES, event_id, order_event
 from shared.models import OrderDraft, OrderStatus
 from shared.names import FULFILLMENT_QUEUE, IDEMPOTENCY_CONTAINER
+from shared.process_state import reset_process_state
 from shared.publisher import EventGridPublisher
 from shared.repositories.idempotency import CosmosIdempotencyStore
 from shared.repositories.import_runs import CosmosImportRunRepository
@@ -132,8 +132,7 @@ def router(
     monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")  # not used by routing
     monkeypatch.setenv("ImportsStorage", "UseDevelopmentStorage=true")
     monkeypatch.setenv("ServiceBusConnection", servicebus_broker.connection_string)
-    clear_settings_cache()
-    reset_clients()
+    reset_process_state()
     sender = ServiceBusCommandSender(FULFILLMENT_QUEUE)
     client = ServiceBusClient.from_connection_string(servicebus_broker.connection_string)
     try:
@@ -141,8 +140,7 @@ def router(
             yield EventRouter(sender), receiver
     finally:
         sender.close()
-        reset_clients()
-        clear_settings_cache()
+        reset_process_state()
 
 
 ROUTED_STATUSES = [

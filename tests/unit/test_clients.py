@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from shared import clients
-from shared.config import clear_settings_cache
 from shared.errors import ConfigurationError
+from shared.process_state import reset_process_state
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURE = {
@@ -34,11 +35,9 @@ LOCAL_STORAGE = (
 def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     for name in [*AZURE, "ORDERFLOW_ENVIRONMENT", "COSMOS_KEY", "ImportsStorage"]:
         monkeypatch.delenv(name, raising=False)
-    clear_settings_cache()
-    clients.reset_clients()
+    reset_process_state()
     yield monkeypatch
-    clients.reset_clients()
-    clear_settings_cache()
+    reset_process_state()
 
 
 def _set(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
@@ -124,3 +123,33 @@ def test_unconfigured_optional_dependency_names_its_setting(
     with pytest.raises(ConfigurationError) as caught:
         getter()
     assert caught.value.setting == setting
+
+
+def test_install_client_refuses_an_unknown_name() -> None:
+    with pytest.raises(ValueError, match="unknown client 'cosmosdb'"):
+        clients.install_client("cosmosdb", object())  # type: ignore[arg-type]
+    assert "cosmosdb" not in clients._instances
+
+
+def test_installing_a_client_drops_what_was_made_from_the_previous_one(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    _set(environment, {"ORDERFLOW_ENVIRONMENT": "local", "ImportsStorage": LOCAL_STORAGE})
+    _set(environment, {"COSMOS_ENDPOINT": "https://127.0.0.1:8081/"})
+    queue = clients.get_queue("order-import-chunks")
+    blob = clients.get_blob_service()
+
+    replacement = clients.get_queue_service().__class__.from_connection_string(LOCAL_STORAGE)
+    clients.install_client("queue", replacement)
+
+    assert clients.get_queue_service() is replacement
+    rebuilt = clients.get_queue("order-import-chunks")
+    assert rebuilt is not queue
+    assert rebuilt.url == queue.url
+    assert clients.get_blob_service() is blob  # other clients stay
+
+
+def test_every_client_name_is_one_the_getters_use() -> None:
+    source = (ROOT / "shared" / "clients.py").read_text(encoding="utf-8")
+    used = set(re.findall(r'_cached(?:_from)?\(\s*"(\w+)"', source))
+    assert used == set(clients.CLIENT_NAMES)

@@ -16,8 +16,7 @@ import pytest
 
 from blueprints import _invocation
 from shared import metrics
-from shared.config import clear_settings_cache
-from shared.observability import reset_telemetry_state
+from shared.process_state import reset_process_state
 from shared.services.deadletters import watch_poison_queue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,13 +130,11 @@ def fresh_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A worker process that has not served an invocation yet (telemetry export off)."""
     monkeypatch.setattr(_invocation, "_started", threading.Event())
     monkeypatch.delenv("APPLICATIONINSIGHTS_CONNECTION_STRING", raising=False)
-    clear_settings_cache()
-    reset_telemetry_state()
+    reset_process_state()
     try:
         yield
     finally:
-        clear_settings_cache()
-        reset_telemetry_state()
+        reset_process_state()
 
 
 @pytest.mark.usefixtures("fresh_worker")

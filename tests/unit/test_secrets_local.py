@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shared import clients
-from shared.config import clear_settings_cache
 from shared.errors import DependencyUnavailableError, SecretNotFoundError
 from shared.names import PAYMENT_WEBHOOK_SECRET
+from shared.process_state import reset_process_state
 from shared.secrets import (
     SecretStore,
     SecretVersions,
@@ -36,14 +35,11 @@ def local_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPat
         monkeypatch.setenv(name, value)
     for name in ("KEY_VAULT_URL", "PAYMENT_WEBHOOK_SECRET", "PAYMENT_WEBHOOK_SECRET_PREVIOUS"):
         monkeypatch.delenv(name, raising=False)
-    clear_settings_cache()
-    clear_secret_cache()
+    reset_process_state()
     try:
         yield monkeypatch
     finally:
-        clear_secret_cache()
-        clear_settings_cache()
-        clients.reset_clients()
+        reset_process_state()
 
 
 def test_importing_the_module_imports_no_azure_sdk() -> None:

@@ -1,0 +1,72 @@
+"""One reset forgets everything the process caches: settings, clients, secrets, services and
+the telemetry decision, each registered where it is kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from shared import clients, config, observability, process_state, secrets
+from shared.services import providers
+
+LOCAL = {
+    "ORDERFLOW_ENVIRONMENT": "local",
+    "COSMOS_ENDPOINT": "https://127.0.0.1:8081/",
+    "ImportsStorage": "UseDevelopmentStorage=true",
+    "PAYMENT_WEBHOOK_SECRET": "local-test-value",  # pragma: allowlist secret - a test value
+}
+
+
+@pytest.fixture
+def local(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in LOCAL.items():
+        monkeypatch.setenv(name, value)
+    process_state.reset_process_state()
+    yield
+    process_state.reset_process_state()
+
+
+def test_every_kind_of_process_state_registers_its_reset() -> None:
+    names = {
+        f"{reset.__module__}.{reset.__qualname__}" for reset in process_state.registered_resets()
+    }
+
+    assert {
+        "shared.config.clear_settings_cache",
+        "shared.clients.reset_clients",
+        "shared.secrets.clear_secret_cache",
+        "shared.observability.reset_telemetry_state",
+        "shared.services.providers.reset_services",
+    } <= names
+
+
+@pytest.mark.usefixtures("local")
+def test_reset_process_state_forgets_everything() -> None:
+    settings = config.get_settings()
+    blob = clients.get_blob_service()
+    store = secrets.get_secret_store()
+    service = providers.fulfillment_parking()  # makes no client
+    observability.configure_telemetry(None)
+    assert observability.telemetry_enabled() is False
+
+    process_state.reset_process_state()
+
+    assert config.get_settings() is not settings
+    assert clients.get_blob_service() is not blob
+    assert secrets.get_secret_store() is not store
+    assert providers.fulfillment_parking() is not service
+    assert observability._telemetry_enabled is None
+
+
+def test_every_provider_is_registered_where_it_is_defined() -> None:
+    defined = {
+        name
+        for name, value in vars(providers).items()
+        if callable(value)
+        and hasattr(value, "cache_clear")
+        and value.__module__ == providers.__name__
+    }
+
+    assert {cached.__name__ for cached in providers._providers} == defined
+    assert len(defined) >= 12
