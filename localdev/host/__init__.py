@@ -24,9 +24,9 @@ from localdev.host.invoker import (
     InvocationRequest,
     InvocationResult,
     Invoker,
+    OutputSink,
     RetryState,
     TraceParent,
-    register_output_sink,
 )
 from localdev.host.loader import IndexedFunction, LoadedApp, load_function_app
 from localdev.host.messages import HostRequest, HostResponse
@@ -46,9 +46,9 @@ __all__ = [
     "Invoker",
     "LoadedApp",
     "LocalHost",
+    "OutputSink",
     "RetryState",
     "TraceParent",
     "load_function_app",
     "register_delivery_source",
-    "register_output_sink",
 ]

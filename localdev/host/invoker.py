@@ -19,8 +19,8 @@ logged with its traceback and raised as :class:`FunctionInvocationError`, whose 
 contains the function's exception text, so callers can map it to a response without leaking.
 
 Output-binding values (named ``Out`` parameters and a non-HTTP ``$return``) are handed to the
-sink registered for their binding type (:func:`register_output_sink`), the seam for queue,
-blob and Service Bus outputs; a sink that raises fails the invocation, as a failed output
+sink the invoker was given for their binding type (``Invoker(output_sinks=...)``), the seam for
+queue, blob and Service Bus outputs; a sink that raises fails the invocation, as a failed output
 binding does in Azure. Without a sink the value is logged once as not delivered.
 """
 
@@ -46,18 +46,9 @@ logger = logging.getLogger("localdev.host")
 THREAD_COUNT_SETTING: Final = "PYTHON_THREADPOOL_THREAD_COUNT"
 _TRACEPARENT_VERSION: Final = "00"
 
+# Delivers the value a function set on an output binding: gets the function, the binding (as
+# JSON) and the value.
 OutputSink = Callable[[IndexedFunction, Mapping[str, Any], Any], Awaitable[None]]
-_OUTPUT_SINKS: dict[str, OutputSink] = {}
-
-
-def register_output_sink(binding_type: str, sink: OutputSink) -> None:
-    """Deliver values set on output bindings of ``binding_type`` (for example ``queue``).
-
-    The sink gets the function, the binding (as JSON) and the value the function set.
-    """
-    if binding_type in _OUTPUT_SINKS:
-        raise ValueError(f"an output sink for {binding_type!r} is already registered")
-    _OUTPUT_SINKS[binding_type] = sink
 
 
 class FunctionInvocationError(Exception):
@@ -160,7 +151,14 @@ def _thread_count(environ: Mapping[str, str]) -> int | None:
 class Invoker:
     """Runs functions for every delivery source; one per host."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str] | None = None,
+        *,
+        output_sinks: Mapping[str, OutputSink] | None = None,
+    ) -> None:
+        """``output_sinks``: the sink for each output binding type (for example ``queue``)."""
+        self._output_sinks = dict(output_sinks or {})
         self._executor = ThreadPoolExecutor(
             max_workers=_thread_count(os.environ if environ is None else environ),
             thread_name_prefix="function-worker",
@@ -283,7 +281,7 @@ class Invoker:
             # HTTP outputs are the response: the HTTP trigger source sends them.
             if value is None or binding is None or binding.get("type") == "http":
                 continue
-            sink = _OUTPUT_SINKS.get(str(binding["type"]))
+            sink = self._output_sinks.get(str(binding["type"]))
             if sink is not None:
                 await sink(function, binding, value)
             elif (function.name, name) not in self._undelivered_warned:

@@ -173,7 +173,9 @@ def _build_constraint(text: str) -> ConstraintCheck:
 
 
 @dataclass(frozen=True)
-class Literal:
+class LiteralText:
+    """Fixed text of a segment (not ``typing.Literal``): matched case-insensitively."""
+
     text: str
 
 
@@ -194,7 +196,7 @@ class Parameter:
         return all(check(value) for check in self.checks)
 
 
-Part = Literal | Parameter
+Part = LiteralText | Parameter
 
 
 def _split_constraints(text: str) -> list[str]:
@@ -281,7 +283,7 @@ def _tokenize_segment(segment: str, template: str) -> list[Part]:
         elif ch == "{":
             body, index = _read_parameter_body(segment, index, template)
             if literal:
-                parts.append(Literal("".join(literal)))
+                parts.append(LiteralText("".join(literal)))
                 literal = []
             if parts and isinstance(parts[-1], Parameter):
                 raise RouteTemplateError(
@@ -294,7 +296,7 @@ def _tokenize_segment(segment: str, template: str) -> list[Part]:
             literal.append(ch)
             index += 1
     if literal:
-        parts.append(Literal("".join(literal)))
+        parts.append(LiteralText("".join(literal)))
     return parts
 
 
@@ -307,7 +309,7 @@ def _parse_segment(segment: str, template: str) -> tuple[Part, ...]:
             if part.catch_all:
                 raise RouteTemplateError(f"'{template}': a catch-all must be a whole segment")
             # ASP.NET allows an optional parameter in a complex segment only as '{a}.{b?}'.
-            follows_period = position >= 2 and parts[position - 1] == Literal(".")
+            follows_period = position >= 2 and parts[position - 1] == LiteralText(".")
             if part.optional and (position != len(parts) - 1 or not follows_period):
                 raise RouteTemplateError(
                     f"'{template}': an optional parameter in a complex segment must be "
@@ -320,7 +322,7 @@ def _segment_pattern(parts: Sequence[Part]) -> re.Pattern[str]:
     """A regex for a complex segment; greedy groups match right to left like ASP.NET."""
     pieces: list[str] = []
     for position, part in enumerate(parts):
-        if isinstance(part, Literal):
+        if isinstance(part, LiteralText):
             optional_next = position + 1 < len(parts) and _is_optional_part(parts[position + 1])
             if not optional_next:
                 pieces.append(re.escape(part.text))
@@ -425,7 +427,7 @@ class RouteTemplate:
     def _match_segment(segment: Segment, text: str, values: dict[str, str]) -> bool:
         if segment.pattern is None:
             part = segment.single
-            if isinstance(part, Literal):
+            if isinstance(part, LiteralText):
                 return part.text.casefold() == text.casefold()
             if text == "" or not part.accepts(text):
                 return False
@@ -452,15 +454,15 @@ def _compare_templates(left: RouteTemplate, right: RouteTemplate) -> int:
             return -1
         left_part = left_segment.parts[0]
         right_part = right.segments[position].parts[0]
-        if isinstance(left_part, Literal) and isinstance(right_part, Parameter):
+        if isinstance(left_part, LiteralText) and isinstance(right_part, Parameter):
             return -1
-        if isinstance(left_part, Parameter) and isinstance(right_part, Literal):
+        if isinstance(left_part, Parameter) and isinstance(right_part, LiteralText):
             return 1
         if isinstance(left_part, Parameter) and isinstance(right_part, Parameter):
             difference = len(right_part.constraint_texts) - len(left_part.constraint_texts)
             if difference:
                 return difference
-        elif isinstance(left_part, Literal) and isinstance(right_part, Literal):
+        elif isinstance(left_part, LiteralText) and isinstance(right_part, LiteralText):
             left_text, right_text = left_part.text.upper(), right_part.text.upper()
             if left_text != right_text:
                 return -1 if left_text < right_text else 1

@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -31,7 +31,7 @@ from typing import Final, Self
 import uvicorn
 
 from localdev.host.asgi import HostAsgiApp
-from localdev.host.invoker import Invoker
+from localdev.host.invoker import Invoker, OutputSink
 from localdev.host.loader import default_function_module, load_function_app
 from localdev.host.runtime import HostRuntime
 from localdev.host.settings import (
@@ -76,8 +76,10 @@ class LocalHost:
         function_module: str | None = None,
         max_request_body_size: int | None = None,
         environ: MutableMapping[str, str] | None = None,
+        output_sinks: Mapping[str, OutputSink] | None = None,
     ) -> None:
-        """``port=None`` takes ``Host.LocalHttpPort`` from the settings file, else 7071."""
+        """``port=None`` takes ``Host.LocalHttpPort`` from the settings file, else 7071.
+        ``output_sinks`` deliver output-binding values, by binding type (see ``Invoker``)."""
         self.app_dir = Path(app_dir).resolve()
         self.settings_file = (
             Path(settings_file)
@@ -87,6 +89,7 @@ class LocalHost:
         self._requested_port = port
         self._function_module = function_module
         self._max_request_body_size = max_request_body_size
+        self._output_sinks = dict(output_sinks or {})
         self.environ: MutableMapping[str, str] = os.environ if environ is None else environ
         self.runtime: HostRuntime | None = None
         self._socket: socket.socket | None = None
@@ -119,7 +122,7 @@ class LocalHost:
             module = self._function_module or default_function_module(self.environ)
             loaded = load_function_app(self.app_dir, module, self.environ)
             services = HostServices(
-                invoker=Invoker(self.environ),
+                invoker=Invoker(self.environ, output_sinks=self._output_sinks),
                 app_dir=self.app_dir,
                 host_json=read_host_json(self.app_dir),
                 environ=self.environ,
