@@ -161,7 +161,7 @@ class OrderStatus(StrEnum):
     EXPIRED = "expired"
 
 
-# The lifecycle (DESIGN.md section 2). Anything not listed is an illegal transition.
+# The lifecycle (docs/ARCHITECTURE.md, Order lifecycle); anything not listed is illegal.
 ALLOWED_TRANSITIONS: Final[dict[OrderStatus, frozenset[OrderStatus]]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.EXPIRED}),
     OrderStatus.PAID: frozenset({OrderStatus.FULFILLED, OrderStatus.BACKORDERED}),

@@ -1,5 +1,5 @@
 """Fulfillment: reserve stock for every line of a paid order, then mark it fulfilled, or give
-back what was reserved and mark it backordered (DESIGN.md section 2).
+back what was reserved and mark it backordered (docs/ARCHITECTURE.md, Order lifecycle).
 
 The command (a Service Bus message on the ``fulfillment`` queue, see
 ``shared.services.event_routing``) may arrive twice, late, out of order, or concurrently with

@@ -3,7 +3,7 @@ Cosmos stand-in: random sequences of payments (new and repeated webhook events),
 cancels, fulfillment deliveries (with or without enough stock), expiry runs, stale writes and
 direct transitions the lifecycle forbids. After every step, for every order:
 
-- its status is the one the design's lifecycle (DESIGN.md section 2, written out below,
+- its status is the one the lifecycle (docs/ARCHITECTURE.md, Order lifecycle; written out below,
   independently of ``shared.models``) predicts; an illegal change raised the domain's error
   (IllegalTransitionError -> 409, PreconditionFailedError -> 412, or the fulfillment's
   not-ready / poison errors) and wrote nothing;
@@ -75,7 +75,7 @@ P, PAID, F, B = (
     OrderStatus.BACKORDERED,
 )
 C, E = OrderStatus.CANCELLED, OrderStatus.EXPIRED
-# DESIGN.md section 2, edge by edge.
+# The lifecycle of docs/ARCHITECTURE.md (Order lifecycle), edge by edge.
 DESIGN_EDGES = {(P, PAID), (PAID, F), (PAID, B), (B, C), (P, C), (P, E)}
 TERMINAL = {F, C, E}
 
