@@ -8,8 +8,10 @@ setup:
 setup-browser:
 	@scripts/bootstrap.sh --with-browser
 
+# make run RUN_ARGS=--no-func: the project's local host even where func (Core Tools) is on PATH.
+RUN_ARGS ?=
 run: setup
-	@.venv/bin/python -m localdev run
+	@.venv/bin/python -m localdev run $(RUN_ARGS)
 
 test: setup-browser
 	@scripts/test.sh

@@ -5,6 +5,7 @@ python -m localdev.eventgrid --port 60101 --functions-url http://127.0.0.1:7071
     [--blob-endpoint URL] [--queue-endpoint URL]   Azurite (dead letters, StorageQueue)
     [--retry-delays 1,2,5,10,30]                   seconds; else LOCALDEV_EVENTGRID_RETRY_DELAYS
     [--delivery-timeout 30]
+    [--state-dir DIR] [--storage-poll-seconds 0.5]  storage events: what was published, how often
 
 The topic key is ``EVENTGRID_TOPIC_KEY`` from the environment, else the local development key.
 Prints ``Event Grid stand-in listening on http://HOST:PORT`` once it accepts requests.
@@ -33,6 +34,11 @@ from localdev.eventgrid.delivery import (
     Deliverer,
     StorageEndpoints,
     parse_retry_delays,
+)
+from localdev.eventgrid.storage_events import (
+    DEFAULT_POLL_SECONDS,
+    STORAGE_TOPIC_TYPE,
+    StorageEventSource,
 )
 from localdev.eventgrid.subscriptions import (
     DEFAULT_FILE,
@@ -80,10 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-endpoint")
     parser.add_argument("--retry-delays")
     parser.add_argument("--delivery-timeout", type=float, default=DELIVERY_TIMEOUT_SECONDS)
+    parser.add_argument("--state-dir", type=Path)
+    parser.add_argument("--storage-poll-seconds", type=float, default=DEFAULT_POLL_SECONDS)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
     )
+    logging.getLogger("azure").setLevel(logging.WARNING)  # no line per storage request
     try:
         subscriptions = load_subscriptions(args.subscriptions)
         subscriptions.custom_topic()
@@ -91,19 +100,37 @@ def main(argv: list[str] | None = None) -> int:
     except (SubscriptionsFileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    storage = StorageEndpoints(args.blob_endpoint, args.queue_endpoint)
     deliverer = Deliverer(
         subscriptions,
         functions_url=args.functions_url,
-        storage=StorageEndpoints(args.blob_endpoint, args.queue_endpoint),
+        storage=storage,
         retry_delays=delays,
         timeout=args.delivery_timeout,
         logger=logger,
     )
+    sources = [
+        StorageEventSource(
+            topic.name,
+            subscriptions.of_topic(topic.name),
+            blob_service=storage.blobs,
+            blob_endpoint=args.blob_endpoint,
+            publish=deliverer.publish,
+            logger=logger,
+            state_dir=args.state_dir,
+            poll_seconds=args.storage_poll_seconds,
+        )
+        for topic in subscriptions.topics.values()
+        if topic.topic_type == STORAGE_TOPIC_TYPE
+        and subscriptions.of_topic(topic.name)
+        and args.blob_endpoint
+    ]
     app = EventGridApp(
         subscriptions,
         topic_key=os.environ.get(TOPIC_KEY_SETTING) or LOCAL_TOPIC_KEY,
         deliverer=deliverer,
         logger=logger,
+        sources=sources,
     )
     for subscription in subscriptions.subscriptions:
         logger.info(

@@ -2,15 +2,16 @@
 
 ``POST /api/events`` (any ``api-version``) publishes to the file's custom topic
 (:mod:`localdev.eventgrid.topic`); other methods are 405, other paths 404, with Event Grid's
-error document. The lifespan stops the deliveries in flight when the server stops.
+error document. The lifespan starts the system topics' event sources (storage events) and
+stops them, and the deliveries in flight, when the server stops.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any, Final, Protocol
 
 from localdev.eventgrid.delivery import Deliverer
 from localdev.eventgrid.subscriptions import CLOUDEVENTS, Subscriptions
@@ -34,6 +35,14 @@ LOCAL_RESOURCE_PREFIX: Final = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/orderflow-local/"
     "providers/Microsoft.EventGrid/topics/"
 )
+
+
+class EventSource(Protocol):
+    """Something that publishes to a system topic while the stand-in runs (storage events)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class _DisconnectedError(Exception):
@@ -85,7 +94,9 @@ class EventGridApp:
         topic_key: str,
         deliverer: Deliverer,
         logger: logging.Logger,
+        sources: Sequence[EventSource] = (),
     ) -> None:
+        self.sources = tuple(sources)
         self.subscriptions = subscriptions
         self.topic = subscriptions.custom_topic()
         self.topic_key = topic_key
@@ -102,8 +113,12 @@ class EventGridApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                for source in self.sources:
+                    await source.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for source in self.sources:
+                    await source.stop()
                 await self.deliverer.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

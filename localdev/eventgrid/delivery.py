@@ -153,12 +153,14 @@ class StorageEndpoints:
         if self.blob_endpoint is None:
             raise RuntimeError("no blob endpoint for dead-lettering (--blob-endpoint)")
         if self._blobs is None:
+            # No SDK retries: every caller retries on its own schedule (the next poll, the
+            # next dead-letter attempt), and a stalled Azurite must not hold a thread long.
             self._blobs = BlobServiceClient(
                 self.blob_endpoint,
                 credential=self._credential(),
                 connection_timeout=STORAGE_TIMEOUT_SECONDS,
                 read_timeout=STORAGE_TIMEOUT_SECONDS,
-                retry_total=1,
+                retry_total=0,
             )
         return self._blobs
 

@@ -205,13 +205,16 @@ def eventgrid_spec(
     queue_endpoint: str,
     retry_delays: str | None = None,
     subscriptions: Path | None = None,
+    state_dir: Path | None = None,
 ) -> ServiceSpec:
     """The Event Grid stand-in (``localdev.eventgrid``): the custom topic on ``port``, delivering
-    to the Functions host at ``functions_url``, dead letters and storage queues in Azurite."""
+    to the Functions host at ``functions_url``, dead letters and storage queues in Azurite; with
+    ``state_dir`` the storage events it published survive a restart."""
     from localdev.eventgrid import READY_MARKER
 
     delays = ("--retry-delays", retry_delays) if retry_delays else ()
     wiring = ("--subscriptions", str(subscriptions)) if subscriptions else ()
+    state = ("--state-dir", str(state_dir)) if state_dir else ()
     return ServiceSpec(
         name=EVENTGRID,
         argv=(
@@ -231,6 +234,7 @@ def eventgrid_spec(
             queue_endpoint,
             *delays,
             *wiring,
+            *state,
         ),
         ports={"eventgrid": port},
         log_markers=(f"{READY_MARKER}127.0.0.1:{port}",),

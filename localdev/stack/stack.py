@@ -373,6 +373,7 @@ class LocalStack:
                 blob_endpoint=f"{base}:{self.ports.blob}/{AZURITE_ACCOUNT}",
                 queue_endpoint=f"{base}:{self.ports.queue}/{AZURITE_ACCOUNT}",
                 retry_delays=self.eventgrid_retry_delays,
+                state_dir=self.workdir / "eventgrid",
             )
         return services.cosmos_spec(self.ports.cosmos)
 

@@ -522,3 +522,80 @@ def test_the_host_is_no_topic(host: HostProcess) -> None:
         headers={"aeg-sas-key": LOCAL_TOPIC_KEY, "Content-Type": "application/json"},
     )
     assert response.status == 404
+
+
+# --- storage events ---------------------------------------------------------------------------
+
+
+def test_new_blob_versions_become_blob_created_events_once_also_across_a_restart(
+    tmp_path: Path, receiver: DeliveryReceiver, local_stack: LocalStack
+) -> None:
+    container = f"eg-{uuid.uuid4().hex[:12]}"
+    hook = "/runtime/webhooks/blobs?functionName=Host.Functions.importer"
+    document = {
+        "deadLetterContainer": DEAD_LETTERS,
+        "topics": {
+            "orderflow": {"kind": "custom", "inputSchema": "CloudEventSchemaV1_0"},
+            "storage": {"kind": "system", "topicType": "Microsoft.Storage.StorageAccounts"},
+        },
+        "subscriptions": [
+            {
+                "name": "to-importer",
+                "topic": "storage",
+                "destination": {"endpointType": "WebHook", "functionsPath": hook},
+                "eventDeliverySchema": "EventGridSchema",
+                "filter": {
+                    "includedEventTypes": ["Microsoft.Storage.BlobCreated"],
+                    "subjectBeginsWith": f"/blobServices/default/containers/{container}/blobs/",
+                    "subjectEndsWith": ".csv",
+                },
+            }
+        ],
+    }
+    state = tmp_path / "state"
+
+    def standin() -> EventGridStandIn:
+        return EventGridStandIn(
+            tmp_path, document, functions_url=receiver.url, stack=local_stack, state_dir=state
+        ).start()
+
+    def events() -> list[dict[str, Any]]:
+        with receiver._lock:
+            return [json.loads(body)[0] for path, _, body in receiver.requests if path == hook]
+
+    def wait_for_events(count: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 10
+        while len(events()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return events()
+
+    with BlobServiceClient.from_connection_string(local_stack.storage_connection_string) as blobs:
+        files = blobs.create_container(container)
+        running = standin()
+        try:
+            files.upload_blob("a.csv", b"x,y\n")
+            files.upload_blob("ignored.txt", b"not a csv")  # the subject filter
+            first = wait_for_events(1)
+            files.upload_blob("a.csv", b"x,y\n1,2\n", overwrite=True)  # a new version
+            second = wait_for_events(2)
+        finally:
+            running.stop()
+        files.upload_blob("b.csv", b"written while the stand-in is down")
+        running = standin()
+        try:
+            third = wait_for_events(3)
+            time.sleep(1.5)  # a few more polls: nothing is published twice
+            final = events()
+        finally:
+            running.stop()
+    assert len(first) == 1
+    event = first[0]
+    assert event["eventType"] == "Microsoft.Storage.BlobCreated"
+    assert event["subject"] == f"/blobServices/default/containers/{container}/blobs/a.csv"
+    assert event["topic"].endswith("/providers/Microsoft.Storage/storageAccounts/devstoreaccount1")
+    assert event["data"]["url"].endswith(f"/{container}/a.csv")
+    assert event["data"]["contentLength"] == 4
+    assert "x,y" not in json.dumps(event)  # a reference to the blob, never its content
+    assert second[1]["data"]["eTag"] != event["data"]["eTag"]
+    assert third[2]["subject"].endswith("/blobs/b.csv")
+    assert len(final) == 3
