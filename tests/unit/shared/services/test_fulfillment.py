@@ -22,8 +22,6 @@ from shared.services.fulfillment import (
     OrderNotReadyError,
     PoisonMessageError,
     PoisonReason,
-    demand_of,
-    parse_command,
 )
 from shared.services.orders import OrderService
 from tests.fixtures.fakes import InMemoryOrders, InMemoryStockReservations, RecordingPublisher
@@ -317,29 +315,3 @@ def test_fulfilment_latency_is_seconds_from_payment(caplog: pytest.LogCaptureFix
         if getattr(record, "metric", None) == FULFILLMENT_LATENCY_SECONDS
     ]
     assert values == [42.5]
-
-
-def test_demand_adds_up_lines_of_one_sku_in_sku_order() -> None:
-    document = {"lines": [{"sku": "B", "quantity": 1}, {"sku": "A", "quantity": 2}]}
-    document["lines"].append({"sku": "B", "quantity": 3})
-
-    assert demand_of(document) == [("A", 2), ("B", 4)]
-
-
-@pytest.mark.parametrize(
-    "body",
-    [b"\xff", b"[]", b'{"type": "x"}', b"[" * 100_000, b"{" + b" " * 70_000 + b"}"],
-    ids=["not-utf8", "not-object", "wrong-type", "too-deep", "too-large"],
-)
-def test_a_malformed_command_is_poison(body: bytes) -> None:
-    with pytest.raises(PoisonMessageError) as raised:
-        parse_command(body)
-    assert raised.value.reason is PoisonReason.MALFORMED
-
-
-def test_a_command_round_trips() -> None:
-    command = FulfilOrderCommand(
-        type=FULFIL_ORDER, version=1, customer_id=CUSTOMER, order_id="o-1", event_id="evt-1"
-    )
-
-    assert parse_command(command.to_json().encode()) == command
