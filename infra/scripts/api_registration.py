@@ -135,10 +135,12 @@ def az_graph() -> Graph:
 
     def call(method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any] | None:
         command = [az, "rest", "--method", method, "--url", f"{graph_root}/{path}"]
+        headers = ["Content-Type=application/json"]
         if method == "PATCH" and path.startswith("v1.0/applications(uniqueName="):
-            command += ["--headers", "Prefer=create-if-missing"]
+            headers.append("Prefer=create-if-missing")  # upsert by unique name
         if body is not None:
-            command += ["--body", json.dumps(body), "--headers", "Content-Type=application/json"]
+            command += ["--body", json.dumps(body)]
+        command += ["--headers", *headers]  # one option: a repeated --headers replaces the last
         completed = _run(command, check=False)
         if completed.returncode != 0:
             if (

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import uuid
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -154,3 +156,40 @@ def test_deployments_register_the_api_before_provisioning() -> None:
     assert 'apiAppId="$api_app_id"' in deploy
     parameters = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))
     assert parameters["parameters"]["apiAppId"]["value"] == "${ORDERFLOW_API_APP_ID}"
+
+
+FAKE_AZ = """#!/bin/sh
+# Stands in for the Azure CLI: records its arguments, answers like az rest does.
+printf '%s\\n' "$*" >> "$AZ_LOG"
+case "$*" in
+  "cloud show"*) echo "https://graph.example.test/" ;;
+  *"--method GET"*"applications(uniqueName="*)
+    echo "ERROR: Not Found(Request_ResourceNotFound)" >&2; exit 1 ;;
+  *"--method GET"*) echo '{"appId": "x"}' ;;
+  *) echo '' ;;
+esac
+"""
+
+
+def test_graph_calls_go_through_az_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real command lines, against a stand-in az on PATH: the current cloud's Graph root,
+    one --headers option (a repeated one would replace the first), 404 as None."""
+    az = tmp_path / "az"
+    az.write_text(FAKE_AZ, encoding="utf-8")
+    az.chmod(0o755)
+    log = tmp_path / "az.log"
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("AZ_LOG", str(log))
+    graph = script().az_graph()
+    assert graph("GET", "v1.0/applications(uniqueName='orderflow-api-x')", None) is None
+    assert graph("GET", "v1.0/servicePrincipals(appId='x')", None) == {"appId": "x"}
+    assert graph("PATCH", "v1.0/applications(uniqueName='orderflow-api-x')", {"a": 1}) == {}
+    calls = log.read_text(encoding="utf-8").splitlines()
+    assert calls[0].startswith("cloud show")
+    patch = calls[-1]
+    assert (
+        "--url https://graph.example.test/v1.0/applications(uniqueName='orderflow-api-x')" in patch
+    )
+    assert patch.count("--headers") == 1
+    assert "Content-Type=application/json Prefer=create-if-missing" in patch
+    assert '--body {"a": 1}' in patch
