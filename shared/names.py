@@ -45,8 +45,10 @@ PAYMENT_WEBHOOK_SECRET: Final = "payment-webhook-secret"  # noqa: S105 - a name,
 IDEMPOTENCY_DEFAULT_TTL_SECONDS: Final = 24 * 60 * 60
 
 # Each container's ``defaultTtl``: absent = TTL off; -1 = on, items expire only when they carry
-# their own ``ttl`` (inventory: reservation items do, stock items never expire).
+# their own ``ttl`` (inventory: reservation items do, stock items never expire; imports: chunk
+# markers do, run items never expire).
 COSMOS_CONTAINER_DEFAULT_TTL: Final[dict[str, int]] = {
     IDEMPOTENCY_CONTAINER: IDEMPOTENCY_DEFAULT_TTL_SECONDS,
     INVENTORY_CONTAINER: -1,
+    IMPORTS_CONTAINER: -1,
 }

@@ -213,7 +213,8 @@ resource idempotency 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
   }
 }
 
-// Import status: one document per import, read by id.
+// Import status: one constant-size run item per import, read by id and patched, plus one
+// marker item per counted chunk in the import's partition (transactional batch).
 resource imports 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
   parent: database
   name: 'imports'
@@ -227,6 +228,9 @@ resource imports 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@
         kind: 'Hash'
         version: 2
       }
+      // TTL on without a default: run items never expire, chunk markers carry their own ttl
+      // (shared/repositories/import_runs.py).
+      defaultTtl: -1
       indexingPolicy: {
         indexingMode: 'consistent'
         automatic: true

@@ -49,29 +49,30 @@ the same way. docs/ARCHITECTURE.md explains the choice.
 
 from __future__ import annotations
 
-import itertools
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from shared.errors import DependencyUnavailableError, NotFoundError
+from shared.errors import DependencyUnavailableError
 from shared.names import INVENTORY_CONTAINER
+from shared.repositories.cosmos_batch import (
+    BatchResult,
+    LostRace,
+    RaceCounter,
+    execute_batch,
+    read_item,
+    retry_lost_races,
+)
 
 if TYPE_CHECKING:
     from azure.cosmos import ContainerProxy
-    from azure.cosmos.exceptions import CosmosBatchOperationError
 
 INVENTORY = "inventory item"
 RESERVATION_KIND: Final = "reservation"
 RESERVATION_TTL_SECONDS: Final = 30 * 24 * 60 * 60
-MAX_ATTEMPTS: Final = 12
-BACKOFF_BASE_SECONDS: Final = 0.005
-BACKOFF_MAX_SECONDS: Final = 0.5
 MIGRATION_BATCH: Final = 99  # + the stock item's patch = Cosmos DB's 100 operations per batch
-RETRY_WITH: Final = 449
 
 
 class ReservationOutcome(StrEnum):
@@ -134,28 +135,6 @@ class StockReservations(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    results: list[Any]
-    failure: tuple[int, int] | None  # (index, status) of the operation that failed it
-
-    def available(self) -> int | None:
-        """``available`` as the batch's last operation (the stock patch) left it."""
-        try:
-            return int(self.results[-1]["resourceBody"]["available"])
-        except (KeyError, IndexError, TypeError, ValueError):
-            return None
-
-
-class _Retry(Exception):  # noqa: N818 - internal control flow, never raised out of the module
-    """This attempt lost a race (449, 412 on if-match, a concurrent change): try again."""
-
-
-def _operation_status(error: CosmosBatchOperationError) -> tuple[int, int]:
-    """(index, status) of the operation that failed the batch."""
-    return int(error.error_index), int(error.status_code or 0)
-
-
 class CosmosStockReservations:
     """StockReservations on the inventory container (transactional batches)."""
 
@@ -171,8 +150,12 @@ class CosmosStockReservations:
             container = get_container(INVENTORY_CONTAINER)
         self._container = container
         self._sleep = sleep
-        self._retries = itertools.count()
-        self.retries = 0  # attempts repeated after a lost race (the benchmark reports it)
+        self._races = RaceCounter()
+
+    @property
+    def retries(self) -> int:
+        """Attempts repeated after a lost race (449, if-match), since this object was made."""
+        return self._races.count
 
     # --- the operations ------------------------------------------------------------------------
 
@@ -223,7 +206,9 @@ class CosmosStockReservations:
         ]
         batch = self._batch(sku, operations)
         if batch.failure is None:
-            return ReserveResult(ReservationOutcome.RESERVED, sku, quantity, batch.available())
+            return ReserveResult(
+                ReservationOutcome.RESERVED, sku, quantity, int(batch.body(1)["available"])
+            )
         index, status = batch.failure
         if index == 0 and status == 409:
             return ReserveResult(ReservationOutcome.ALREADY_HELD, sku, quantity, None)
@@ -235,10 +220,10 @@ class CosmosStockReservations:
                 return ReserveResult(ReservationOutcome.INSUFFICIENT, sku, quantity, 0)
             if "reservations" in stock:
                 self._migrate(stock)
-                raise _Retry
+                raise LostRace
             available = int(stock.get("available", 0))
             if available >= quantity:
-                raise _Retry  # stock rose between the batch and the read: try again
+                raise LostRace  # stock rose between the batch and the read: try again
             return ReserveResult(ReservationOutcome.INSUFFICIENT, sku, quantity, available)
         raise self._unexpected(sku, status)
 
@@ -248,7 +233,7 @@ class CosmosStockReservations:
             legacy = self._legacy_stock(sku)
             if legacy is not None and holder in legacy["reservations"]:
                 self._migrate(legacy)
-                raise _Retry
+                raise LostRace
             return 0
         quantity = int(reservation["quantity"])
         operations: list[Any] = [
@@ -260,7 +245,7 @@ class CosmosStockReservations:
             return quantity
         index, status = batch.failure
         if index == 0 and status in (404, 412):
-            raise _Retry  # released (or replaced) concurrently: look again
+            raise LostRace  # released (or replaced) concurrently: look again
         raise self._unexpected(sku, status)
 
     # --- migration of the previous design ------------------------------------------------------
@@ -300,7 +285,7 @@ class CosmosStockReservations:
                 if batch.failure[1] in (404, 409, 412):
                     return  # changed meanwhile (another migration): the caller reads again
                 raise self._unexpected(sku, batch.failure[1])
-            etag = str(batch.results[-1]["resourceBody"]["_etag"])
+            etag = str(batch.body(len(operations) - 1)["_etag"])
             if not remaining:
                 return
 
@@ -311,56 +296,15 @@ class CosmosStockReservations:
     # --- Cosmos plumbing -----------------------------------------------------------------------
 
     def _with_retries[T](self, sku: str, attempt: Callable[[], T]) -> T:
-        for number in range(MAX_ATTEMPTS):
-            try:
-                return attempt()
-            except _Retry:
-                self.retries = next(self._retries) + 1
-                ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**number)
-                self._sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not security
-        raise DependencyUnavailableError(
-            "Cosmos DB", f"inventory {sku!r} stayed contended for {MAX_ATTEMPTS} attempts", 1
+        return retry_lost_races(
+            attempt, f"inventory {sku!r}", sleep=self._sleep, counter=self._races
         )
 
     def _read(self, sku: str, item_id: str) -> dict[str, Any] | None:
-        from azure.cosmos.exceptions import CosmosHttpResponseError
+        return read_item(self._container, item_id, sku, INVENTORY)
 
-        from shared.repositories.cosmos_errors import cosmos_errors
-
-        try:
-            with cosmos_errors(INVENTORY, item_id):
-                try:
-                    document: dict[str, Any] = self._container.read_item(item_id, partition_key=sku)
-                except CosmosHttpResponseError as error:
-                    if error.status_code == RETRY_WITH:
-                        raise _Retry from None
-                    raise
-                return document
-        except NotFoundError:
-            return None
-
-    def _batch(self, sku: str, operations: Sequence[Any]) -> _Batch:
-        """Run a transactional batch: its results when it committed, else (index, status) of
-        the operation that failed it (and nothing was written)."""
-        from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
-
-        from shared.repositories.cosmos_errors import cosmos_errors
-
-        with cosmos_errors(INVENTORY, sku):
-            try:
-                results = self._container.execute_item_batch(operations, partition_key=sku)
-            except CosmosBatchOperationError as error:
-                index, status = _operation_status(error)
-                if status == RETRY_WITH:
-                    raise _Retry from None
-                return _Batch([], (index, status))
-            except CosmosHttpResponseError as error:
-                # 449 (retry with) for the whole request: a lost race, not an outage; the SDK
-                # does not retry it and cosmos_errors would report it as one.
-                if error.status_code == RETRY_WITH:
-                    raise _Retry from None
-                raise
-        return _Batch(list(results), None)
+    def _batch(self, sku: str, operations: Sequence[Any]) -> BatchResult:
+        return execute_batch(self._container, sku, operations, INVENTORY)
 
     @staticmethod
     def _unexpected(sku: str, status: int) -> DependencyUnavailableError:

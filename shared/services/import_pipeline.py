@@ -6,37 +6,39 @@ status document; chunks carry the run id, and a chunk of an older run is ignored
 file pass therefore re-sends every chunk under a new run, and the orders are created again
 idempotently (same ids, an existing identical order is *accepted*, not duplicated).
 
-Counts: the file pass records ``rowsRead``, its own rejections (``fileRejected``) and
-``chunksTotal``; each chunk records its result once under its number in ``chunks`` (written
-with the ETag it read, so two deliveries of one chunk cannot both count). ``accepted`` and
-``rejected`` are always recomputed from those parts, never incremented, so once ``state`` is
-``completed``: ``rowsRead == accepted + rejected``. The run completes when the last part is
-written, whichever comes last: the file pass (all chunks already done) or the last chunk.
+Counts (``shared.repositories.import_runs``): the file pass records ``rowsRead``, its own
+rejections (``fileRejected``, added to ``rejected``) and ``chunksTotal``; each chunk is counted
+exactly once by a transactional batch that creates its marker item and adds its accepted and
+rejected rows to the run item's counters (a redelivery hits the marker: 409, nothing counted
+twice). The run item stays the same size whatever the file; rejected rows are listed in the
+report blob only. Once ``state`` is ``completed``: ``rowsRead == accepted + rejected``. The run
+completes when the last part is written, whichever comes last: the file pass (all chunks
+already done) or the last chunk; the conditional ``finish`` lets exactly one of them do it.
+
+Events: the orders of one chunk are created with their events in their outboxes, then all of
+them are published together (as few Event Grid requests as its 1 MB limit allows) and each
+outbox is cleared; if publishing fails they wait for the outbox relay.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
-import random
 import re
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Final
 
 from pydantic import ValidationError
 
-from shared.errors import DependencyUnavailableError, IdempotencyKeyReusedError
-from shared.errors import PreconditionFailedError as _Stale
+from shared.errors import IdempotencyKeyReusedError
 from shared.models import ImportState, OrderDraft, OrderSource
 from shared.observability import get_logger
 from shared.patterns import IMPORT_ID_PATTERN
-from shared.repositories.import_runs import ImportRunRepository, StoredRun
+from shared.repositories.import_runs import ChunkRecorded, ImportRunRepository, StoredRun
 from shared.repositories.import_storage import (
     ChunkQueue,
     ImportFiles,
@@ -45,6 +47,7 @@ from shared.repositories.import_storage import (
     report_location,
     report_name,
 )
+from shared.repositories.orders import StoredOrder
 from shared.services.import_files import (
     FORMULA_PREFIXES,
     MAX_CHUNK_BYTES,
@@ -64,7 +67,6 @@ log = get_logger("imports")
 MAX_FILE_BYTES: Final = 1024 * 1024 * 1024
 REPORT_HEADER: Final = b"row,external_id,reason\r\n"
 REPORT_FLUSH_BYTES: Final = 1024 * 1024
-UPDATE_ATTEMPTS: Final = 25
 _IMPORT_ID: Final = re.compile(IMPORT_ID_PATTERN)  # it becomes a Cosmos id and a URL segment
 CONFLICT_REASON: Final = (
     "an order with this customer_id and external_id already exists with other lines"
@@ -128,23 +130,6 @@ class _ReportWriter:
         self._buffer.truncate()
 
 
-def _recompute(document: dict[str, Any]) -> None:
-    chunks: dict[str, list[Any]] = document.setdefault("chunks", {})
-    document["accepted"] = sum(int(entry[0]) for entry in chunks.values())
-    document["rejected"] = int(document.get("fileRejected") or 0) + sum(
-        int(entry[1]) for entry in chunks.values()
-    )
-    document["chunksDone"] = len(chunks)
-    total = document.get("chunksTotal")
-    if (
-        document.get("state") == ImportState.PROCESSING.value
-        and total is not None
-        and len(chunks) >= int(total)
-    ):
-        document["state"] = ImportState.COMPLETED.value
-    document["updatedAt"] = utc_now()
-
-
 @dataclass(frozen=True, slots=True)
 class ImportPipeline:
     runs: ImportRunRepository
@@ -174,7 +159,7 @@ class ImportPipeline:
             return FileOutcome.SKIPPED
         run_id = f"{version.etag.strip('"')}-{uuid.uuid4().hex[:12]}"
         now = utc_now()
-        self.runs.upsert(
+        self.runs.start(
             {
                 "id": name,
                 "importId": name,
@@ -188,7 +173,6 @@ class ImportPipeline:
                 "fileRejected": 0,
                 "chunksTotal": None,
                 "chunksDone": 0,
-                "chunks": {},
                 "reportLocation": report_location(name),
                 "reason": None,
                 "createdAt": existing.document.get("createdAt", now) if existing else now,
@@ -248,30 +232,51 @@ class ImportPipeline:
         chunks: int,
         reason: str | None,
     ) -> None:
-        def change(document: dict[str, Any]) -> None:
-            document["rowsRead"] = rows_read
-            document["fileRejected"] = file_rejected
-            document["chunksTotal"] = chunks
-            if reason is not None:
-                document["state"] = ImportState.FAILED.value
-                document["reason"] = reason
-            _recompute(document)
+        stored = self.runs.record_file(
+            name,
+            run_id,
+            rows_read=rows_read,
+            file_rejected=file_rejected,
+            chunks_total=chunks,
+            at=utc_now(),
+        )
+        if stored is None:
+            return  # a newer file pass replaced this run
+        if reason is not None:
+            self.runs.finish(name, run_id, ImportState.FAILED.value, reason, utc_now())
+            return
+        self._complete_if_done(name, run_id, stored)
 
-        self._update(name, run_id, change)
+    def _complete_if_done(self, name: str, run_id: str, stored: StoredRun | None) -> None:
+        """Finish the run when the file pass and every chunk are counted (whoever sees it
+        first; ``finish`` is conditional, so only one of them changes the state)."""
+        if stored is None:
+            return
+        document = stored.document
+        total = document.get("chunksTotal")
+        if (
+            document.get("state") == ImportState.PROCESSING.value
+            and total is not None
+            and int(document.get("chunksDone") or 0) >= int(total)
+        ):
+            self.runs.finish(name, run_id, ImportState.COMPLETED.value, None, utc_now())
 
     # ---------------------------------------------------------------------- chunk pass
 
     def process_chunk(self, body: str | bytes) -> ChunkOutcome:
         chunk = parse_chunk(body)
-        key = str(chunk.number)
-        run = self.runs.read(chunk.import_id)
-        if run is None or run.document.get("runId") != chunk.run_id:
-            log.info("chunk %s of import %s belongs to a replaced run", key, chunk.import_id)
+        name, run_id = chunk.import_id, chunk.run_id
+        run = self.runs.read(name)
+        if run is None or run.document.get("runId") != run_id:
+            log.info("chunk %s of import %s belongs to a replaced run", chunk.number, name)
             return ChunkOutcome.STALE
-        if key in (run.document.get("chunks") or {}):
+        if self.runs.chunk_counted(name, run_id, chunk.number):
+            # Counted before; a crash may have come between counting and finishing.
+            self._complete_if_done(name, run_id, run)
             return ChunkOutcome.DUPLICATE
         service = self.orders()
         accepted = 0
+        placed: list[StoredOrder] = []
         conflicts: list[Rejection] = []
         invalid: list[Rejection] = []
         for order in chunk.orders:
@@ -284,54 +289,35 @@ class ImportPipeline:
                 )
                 continue
             try:
-                service.place(
-                    customer_id, draft, source=OrderSource.IMPORT, external_id=external_id
+                result = service.place(
+                    customer_id,
+                    draft,
+                    source=OrderSource.IMPORT,
+                    external_id=external_id,
+                    publish=False,
                 )
             except IdempotencyKeyReusedError:
                 conflicts.extend(Rejection(row, external_id, CONFLICT_REASON) for row in rows)
                 continue
+            placed.append(result.order)
             accepted += len(rows)
+        # The chunk's events together (an order found again publishes a pending event too).
+        service.publish_pending(placed)
         rejected = conflicts + invalid
         if rejected:
-            # Appended before the chunk is recorded: a crash in between lists these rows twice
+            # Appended before the chunk is counted: a crash in between lists these rows twice
             # in the report, never zero times.
-            writer = _ReportWriter(self.reports, report_name(chunk.import_id))
+            writer = _ReportWriter(self.reports, report_name(name))
             for rejection in sorted(rejected, key=lambda item: item.row):
                 writer.add(rejection)
             writer.flush()
-        outcome = ChunkOutcome.APPLIED
-
-        def change(document: dict[str, Any]) -> None:
-            nonlocal outcome
-            chunks = document.setdefault("chunks", {})
-            if key in chunks:
-                outcome = ChunkOutcome.DUPLICATE
-                return
-            chunks[key] = [accepted, len(rejected)]
-            _recompute(document)
-
-        if not self._update(chunk.import_id, chunk.run_id, change):
+        recorded = self.runs.record_chunk(
+            name, run_id, chunk.number, accepted=accepted, rejected=len(rejected), at=utc_now()
+        )
+        if recorded.outcome is ChunkRecorded.STALE:
             return ChunkOutcome.STALE
-        return outcome
-
-    # --------------------------------------------------------------------- status doc
-
-    def _update(self, name: str, run_id: str, change: Callable[[dict[str, Any]], None]) -> bool:
-        """Apply ``change`` to the run's document with optimistic concurrency; False when the
-        run was replaced by a newer one."""
-        for attempt in range(UPDATE_ATTEMPTS):
-            stored: StoredRun | None = self.runs.read(name)
-            if stored is None or stored.document.get("runId") != run_id:
-                return False
-            document = copy.deepcopy(stored.document)
-            change(document)
-            if document == stored.document:
-                return True
-            try:
-                self.runs.replace(document, stored.etag)
-            except _Stale:
-                # Chunks of one import finish together: back off a little, with jitter.
-                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311
-                continue
-            return True
-        raise DependencyUnavailableError("imports", f"import {name} is too contended to update")
+        if recorded.outcome is ChunkRecorded.ALREADY_COUNTED:
+            self._complete_if_done(name, run_id, self.runs.read(name))
+            return ChunkOutcome.DUPLICATE
+        self._complete_if_done(name, run_id, recorded.run)
+        return ChunkOutcome.APPLIED

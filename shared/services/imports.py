@@ -8,15 +8,12 @@ from typing import Any, Final
 from shared.metrics import IMPORT_ROWS_ACCEPTED, IMPORT_ROWS_REJECTED, add_to_counter
 from shared.models import ImportState, ImportStatus
 from shared.observability import get_logger
-from shared.repositories.import_runs import ImportRunRepository, StoredRun
+from shared.repositories.import_runs import ChunkResult, ImportRunRepository, StoredRun
 from shared.repositories.imports import ImportStatusRepository
 
 log = get_logger("imports")
 
 FINAL_STATES: Final = frozenset({ImportState.COMPLETED.value, ImportState.FAILED.value})
-# Set on a run document by the write that finishes the run: that write is ETag-guarded, so the
-# counts of a run are reported exactly once, however often its chunks are redelivered.
-COUNTS_REPORTED: Final = "countsReported"
 
 
 class ImportStatusService:
@@ -29,8 +26,10 @@ class ImportStatusService:
 
 class ImportRunMetrics:
     """An :class:`ImportRunRepository` that reports rows accepted and rejected when a run's
-    status becomes final (``completed`` or ``failed``). A new run starts with a fresh document
-    (``upsert``), so a re-import is counted again, as it creates or rejects rows again."""
+    status becomes final (``completed`` or ``failed``). Finishing is conditional (only one
+    writer moves a run out of ``processing``), so a run's counts are reported exactly once,
+    however often its chunks are redelivered; a re-import is a new run and is counted again, as
+    it creates or rejects rows again."""
 
     def __init__(self, runs: ImportRunRepository) -> None:
         self._runs = runs
@@ -38,16 +37,45 @@ class ImportRunMetrics:
     def read(self, import_id: str) -> StoredRun | None:
         return self._runs.read(import_id)
 
-    def upsert(self, document: dict[str, Any]) -> StoredRun:
-        return self._runs.upsert(document)
+    def start(self, document: dict[str, Any]) -> StoredRun:
+        return self._runs.start(document)
 
-    def replace(self, document: dict[str, Any], etag: str) -> StoredRun:
-        finishing = document.get("state") in FINAL_STATES and not document.get(COUNTS_REPORTED)
-        if not finishing:
-            return self._runs.replace(document, etag)
-        saved = self._runs.replace({**document, COUNTS_REPORTED: True}, etag)
-        self._report(saved.document)
-        return saved
+    def record_file(
+        self,
+        import_id: str,
+        run_id: str,
+        *,
+        rows_read: int,
+        file_rejected: int,
+        chunks_total: int,
+        at: str,
+    ) -> StoredRun | None:
+        return self._runs.record_file(
+            import_id,
+            run_id,
+            rows_read=rows_read,
+            file_rejected=file_rejected,
+            chunks_total=chunks_total,
+            at=at,
+        )
+
+    def chunk_counted(self, import_id: str, run_id: str, number: int) -> bool:
+        return self._runs.chunk_counted(import_id, run_id, number)
+
+    def record_chunk(
+        self, import_id: str, run_id: str, number: int, *, accepted: int, rejected: int, at: str
+    ) -> ChunkResult:
+        return self._runs.record_chunk(
+            import_id, run_id, number, accepted=accepted, rejected=rejected, at=at
+        )
+
+    def finish(
+        self, import_id: str, run_id: str, state: str, reason: str | None, at: str
+    ) -> StoredRun | None:
+        finished = self._runs.finish(import_id, run_id, state, reason, at)
+        if finished is not None:
+            self._report(finished.document)
+        return finished
 
     @staticmethod
     def _report(run: dict[str, Any]) -> None:

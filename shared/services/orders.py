@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -29,7 +29,7 @@ from shared.models import Order, OrderDraft, OrderSource, OrderStatus, can_trans
 from shared.observability import get_logger
 from shared.publisher import EventPublisher
 from shared.repositories.orders import OrderPage, OrderRepository, StoredOrder
-from shared.services.outbox import publish_outbox
+from shared.services.outbox import publish_outbox, publish_outboxes
 
 _API_NAMESPACE: Final = uuid.UUID("0d9f4f6e-2b8a-4c55-8f7e-5f3f4a1c2b01")
 _IMPORT_NAMESPACE: Final = uuid.UUID("a3c1e2d4-5b6f-4a7e-9c8d-1e2f3a4b5c6d")
@@ -138,7 +138,11 @@ class OrderService:
         source: OrderSource = OrderSource.API,
         external_id: str | None = None,
         traceparent: str | None = None,
+        publish: bool = True,
     ) -> PlaceResult:
+        """Create the order (idempotently). ``publish=False`` leaves its event in the outbox for
+        a caller that places many orders and publishes their events together
+        (:meth:`publish_pending`)."""
         if external_id is not None:
             order_id = order_id_for_import(customer_id, external_id)
         elif idempotency_key is not None:
@@ -170,9 +174,19 @@ class OrderService:
             if existing.document.get("requestHash") != document["requestHash"]:
                 raise IdempotencyKeyReusedError(idempotency_key or external_id or "") from None
             # An earlier try may have stored the order but not published its event.
+            if not publish:
+                return PlaceResult(existing, True)
             return PlaceResult(publish_outbox(existing, self._orders, self._publisher), True)
         count_transition(stored, OrderStatus.PENDING)
+        if not publish:
+            return PlaceResult(stored, False)
         return PlaceResult(publish_outbox(stored, self._orders, self._publisher), False)
+
+    def publish_pending(self, orders: Sequence[StoredOrder]) -> int:
+        """Publish the outboxes of ``orders`` together (as few Event Grid requests as its size
+        limit allows), then clear each; the number of events published (0 when publishing
+        failed: they wait in the outboxes for the relay)."""
+        return publish_outboxes(orders, self._orders, self._publisher)
 
     def get(self, customer_id: str, order_id: str) -> StoredOrder:
         return self._orders.get(customer_id, order_id)

@@ -17,6 +17,7 @@ Service Bus duplicate detection downstream) drop them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.errors import DependencyUnavailableError
@@ -65,6 +66,40 @@ def publish_outbox(
         )
         return stored
     return cleared
+
+
+def publish_outboxes(
+    orders: Sequence[StoredOrder], repository: OrderRepository, publisher: EventPublisher
+) -> int:
+    """Publish the pending events of many orders in one ``publish`` (the publisher sends as few
+    requests as Event Grid's size limit allows), then clear each outbox. Returns the number of
+    events published; 0 when publishing failed (they stay in the outboxes; the relay sends them)."""
+    waiting = [stored for stored in orders if stored.document.get("outbox")]
+    events = [event for stored in waiting for event in stored.document["outbox"]]
+    if not events:
+        return 0
+    try:
+        publisher.publish(events)
+    except DependencyUnavailableError as error:
+        log.warning(
+            "events of %d orders left in the outbox: %s",
+            len(waiting),
+            error,
+            extra={"pendingEvents": len(events)},
+        )
+        return 0
+    for stored in waiting:
+        try:
+            # None: the order changed meanwhile; its writer publishes or clears what remains.
+            repository.clear_outbox(stored)
+        except DependencyUnavailableError as error:
+            log.warning(
+                "events of order %s published but left in the outbox: %s",
+                stored.id,
+                error,
+                extra={"orderId": stored.id, "pendingEvents": len(stored.document["outbox"])},
+            )
+    return len(events)
 
 
 @dataclass(frozen=True, slots=True)

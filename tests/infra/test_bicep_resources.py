@@ -102,9 +102,10 @@ def test_idempotency_records_expire() -> None:
     assert cosmos.parameters["idempotencyTtlSeconds"].default > 0
 
 
-def test_inventory_has_ttl_on_so_reservations_expire_and_stock_does_not() -> None:
-    resource = load("modules/cosmos.bicep").resource("inventory").properties["resource"]
-    assert resource["defaultTtl"] == names.COSMOS_CONTAINER_DEFAULT_TTL[names.INVENTORY_CONTAINER]
+@pytest.mark.parametrize("container", [names.INVENTORY_CONTAINER, names.IMPORTS_CONTAINER])
+def test_ttl_is_on_so_markers_expire_and_aggregates_do_not(container: str) -> None:
+    resource = load("modules/cosmos.bicep").resource(container).properties["resource"]
+    assert resource["defaultTtl"] == names.COSMOS_CONTAINER_DEFAULT_TTL[container]
     assert resource["defaultTtl"] == -1
 
 

@@ -18,10 +18,9 @@ from azure.cosmos import ContainerProxy
 from shared import clients
 from shared.errors import DependencyUnavailableError
 from shared.names import INVENTORY_CONTAINER
+from shared.repositories.cosmos_batch import BACKOFF_MAX_SECONDS, MAX_ATTEMPTS
 from shared.repositories.inventory import CosmosInventoryRepository
 from shared.repositories.reservations import (
-    BACKOFF_MAX_SECONDS,
-    MAX_ATTEMPTS,
     RESERVATION_TTL_SECONDS,
     CosmosStockReservations,
     Holding,
