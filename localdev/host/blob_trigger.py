@@ -292,9 +292,11 @@ class BlobTriggerSource(DeliverySource):
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.queue import QueueClient
 
+        # Queue names allow lower-case letters, digits and single hyphens only.
+        host_id = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", self.host_id)).strip("-")
         queue = QueueClient.from_connection_string(
             connection_string(DEFAULT_CONNECTION, self.services.environ),
-            f"azure-webjobs-blobtrigger-{self.host_id}",
+            f"azure-webjobs-blobtrigger-{host_id}"[:63].rstrip("-"),
         )
         with contextlib.suppress(ResourceExistsError):
             queue.create_queue()

@@ -111,23 +111,16 @@ class Gatekeeper:
 @dataclass(frozen=True)
 class GatedApp:
     stack: LocalStack
-    host: HostProcess
+    host: HostProcess  # the host itself, behind the gate
     gate: Gatekeeper
+    client: HostProcess  # the fixtures' HTTP client, aimed at the gate (Core Tools' port)
 
     def request(self, method: str, path: str, body: Any = None, **headers: str) -> Any:
-        connection = http.client.HTTPConnection("127.0.0.1", self.stack.ports.functions, timeout=30)
-        try:
-            raw = (
-                json.dumps(body).encode()
-                if body is not None and not isinstance(body, bytes)
-                else body
-            )
-            connection.request(method, path, body=raw, headers={**JSON, **headers})
-            response = connection.getresponse()
-            payload = response.read()
-            return response.status, json.loads(payload) if payload else None
-        finally:
-            connection.close()
+        raw = (
+            json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+        )
+        response = self.client.request(method, path, body=raw, headers={**JSON, **headers})
+        return response.status, response.json() if response.body else None
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +138,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatedApp]:
             args=["--settings", str(SAMPLE_SETTINGS)],
         ) as host:
             gate.backend = host.port
-            yield GatedApp(stack, host, gate)
+            # Requests go through the fixtures' client (and whatever it adds, such as a
+            # default token), to the gate instead of the host.
+            client = HostProcess(REPO_ROOT, workdir / "client.log")
+            client.port = stack.ports.functions
+            yield GatedApp(stack, host, gate, client)
     finally:
         if gate is not None:
             gate.stop()

@@ -599,3 +599,74 @@ def test_new_blob_versions_become_blob_created_events_once_also_across_a_restart
     assert second[1]["data"]["eTag"] != event["data"]["eTag"]
     assert third[2]["subject"].endswith("/blobs/b.csv")
     assert len(final) == 3
+
+
+def test_the_blob_extensions_webhook_delivers_event_grid_source_blob_triggers_once_per_version(
+    local_host_factory: HostFactory, events_log: Path, local_stack: LocalStack
+) -> None:
+    container = f"up-{uuid.uuid4().hex[:12]}"
+    host = local_host_factory(
+        APP_DIR,
+        env={
+            **local_stack.app_settings(),
+            "EVENTS_LOG": str(events_log),
+            "UPLOADS_CONTAINER": container,
+            "LOCALDEV_BLOB_POLL_SECONDS": "0.1",
+        },
+    )
+    hook = "/runtime/webhooks/blobs?functionName=Host.Functions.uploads"
+    notification = {"aeg-event-type": "Notification", "Content-Type": "application/json"}
+
+    def blob_created(name: str, in_container: str = container) -> bytes:
+        subject = f"/blobServices/default/containers/{in_container}/blobs/{name}"
+        event = {
+            "id": str(uuid.uuid4()),
+            "eventType": "Microsoft.Storage.BlobCreated",
+            "subject": subject,
+            "eventTime": "2026-12-04T00:00:00Z",
+            "data": {"url": f"http://127.0.0.1/{in_container}/{name}"},
+        }
+        return json.dumps([event]).encode()
+
+    with BlobServiceClient.from_connection_string(local_stack.storage_connection_string) as blobs:
+        files = blobs.create_container(container)
+        files.upload_blob("a.csv", b"first")
+        time.sleep(0.5)  # the container is not scanned: nothing happens without an event
+        assert invocations(events_log) == []
+
+        validation = host.request(
+            "POST",
+            hook,
+            body=json.dumps([{"id": "v", "data": {"validationCode": "c-1"}}]).encode(),
+            headers={"aeg-event-type": "SubscriptionValidation"},
+        )
+        assert validation.json() == {"validationResponse": "c-1"}
+        assert (
+            host.request("POST", hook, body=blob_created("a.csv"), headers=notification).status
+            == 202
+        )
+        assert (
+            host.request("POST", hook, body=blob_created("a.csv"), headers=notification).status
+            == 202
+        )
+        other = blob_created("a.csv", in_container="elsewhere")
+        assert host.request("POST", hook, body=other, headers=notification).status == 202
+        unknown = "/runtime/webhooks/blobs?functionName=Host.Functions.nope"
+        assert host.request("POST", unknown, body=other, headers=notification).status == 404
+
+        deadline = time.monotonic() + 10
+        while not invocations(events_log) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)  # the duplicate event has been taken from the queue by now
+        assert invocations(events_log) == [
+            {"function": "uploads", "name": f"{container}/a.csv", "content": "first"}
+        ]
+        files.upload_blob("a.csv", b"second", overwrite=True)  # a new version: a new event
+        assert (
+            host.request("POST", hook, body=blob_created("a.csv"), headers=notification).status
+            == 202
+        )
+        deadline = time.monotonic() + 10
+        while len(invocations(events_log)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [entry["content"] for entry in invocations(events_log)] == ["first", "second"]
