@@ -1,9 +1,11 @@
 """Run the local stack from a shell.
 
 python -m localdev.stack up [--workdir .localdev] [--ports standard|free]
-    Start Azurite and the Cosmos stand-in, provision the app's resources, print the app
-    settings (JSON, the ``Values`` of local.settings.json) and stay in the foreground until
-    Ctrl+C / SIGTERM, then stop everything. Exits 1 if a service dies on its own.
+    Start Azurite, the Cosmos stand-in, the Service Bus broker and the Event Grid stand-in,
+    provision the app's resources, print the app settings (JSON, the ``Values`` of
+    local.settings.json) and stay in the foreground until Ctrl+C / SIGTERM, then stop
+    everything. Event Grid delivers to the Functions host on 7071 (``func start`` or
+    ``python -m localdev.host``). Exits 1 if a service dies on its own.
 python -m localdev.stack down [--workdir .localdev]
     Stop the stack recorded in the work directory (from another shell).
 python -m localdev.stack status [--workdir .localdev]
@@ -12,7 +14,7 @@ python -m localdev.stack pause <service> [--workdir .localdev]
 python -m localdev.stack resume <service> [--workdir .localdev]
     Freeze a service of the recorded stack (SIGSTOP: it accepts connections and never answers,
     like a hung dependency) and continue it again (SIGCONT). Services: azurite, cosmos,
-    servicebus.
+    servicebus, eventgrid.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def _up(workdir: Path, ports_choice: str) -> int:
         elapsed = time.perf_counter() - began
         print(json.dumps(stack.app_settings(), indent=2))
         print(f"started and provisioned in {elapsed:.2f} s; logs in {stack.log_dir}")
+        print(f"Event Grid delivers to the Functions host at {stack.functions_url}")
         print(READY_LINE, flush=True)
         # Wait for a signal, but notice a service that dies on its own.
         while not stop_requested.wait(_WATCH_SECONDS):

@@ -366,3 +366,28 @@ def test_services_die_with_a_killed_up_command_and_down_cleans_the_record(
         assert not (tmp_path / "stack.json").exists()
     finally:
         _kill_if_running(up)
+
+
+def test_the_event_grid_stand_in_pauses_like_every_stand_in(local_stack: LocalStack) -> None:
+    """Paused, the topic accepts connections and never answers (a hung Event Grid); resumed, it
+    takes events again."""
+    from azure.core.credentials import AzureKeyCredential
+    from azure.core.exceptions import ServiceResponseError
+    from azure.core.messaging import CloudEvent
+    from azure.eventgrid import EventGridPublisherClient
+
+    settings = local_stack.app_settings()
+    event: CloudEvent[dict[str, int]] = CloudEvent(source="/t", type="Tests.Pause", data={"n": 1})
+    with EventGridPublisherClient(
+        settings["EVENTGRID_TOPIC_ENDPOINT"],
+        AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
+        retry_total=0,
+    ) as publisher:
+        with local_stack.paused("eventgrid"):
+            assert local_stack.is_paused("eventgrid")
+            began = time.monotonic()
+            with pytest.raises(ServiceResponseError):
+                publisher.send(event, read_timeout=1, connection_timeout=1)
+            assert time.monotonic() - began < 5
+        assert not local_stack.is_paused("eventgrid")
+        publisher.send(event, read_timeout=5)
