@@ -203,17 +203,23 @@ def partner_file(rows: int, tag: str) -> bytes:
 
 
 def run_import(name: str) -> int:
-    """The file pass, then every chunk it queued, through the blueprint's two functions."""
+    """The file pass (for the BlobCreated event of the upload), then every chunk it queued,
+    through the blueprint's two functions."""
+    import json
+
     import azure.functions as func
-    from azure.functions.blob import InputStream
 
     from blueprints import imports
-    from shared.clients import get_queue
+    from localdev.eventgrid.storage_events import blob_created_event
+    from shared.clients import get_blob_service, get_queue
     from shared.names import IMPORT_CHUNKS_QUEUE, IMPORTS_BLOB_CONTAINER
 
     import_file = imports.import_order_file.build().get_user_function()
     create_orders = imports.create_imported_orders.build().get_user_function()
-    import_file(InputStream(data=b"", name=f"{IMPORTS_BLOB_CONTAINER}/{name}"), None)
+    service = get_blob_service()
+    properties = service.get_blob_client(IMPORTS_BLOB_CONTAINER, name).get_blob_properties()
+    event = blob_created_event(properties, IMPORTS_BLOB_CONTAINER, service.url, 1)
+    import_file(func.QueueMessage(body=json.dumps(event).encode()), None)
     queue = get_queue(IMPORT_CHUNKS_QUEUE)
     chunks = 0
     while batch := list(queue.receive_messages(max_messages=32, visibility_timeout=300)):

@@ -1,10 +1,15 @@
 """Data processing (pattern 3): partner files in blob storage become orders.
 
-``import_order_file`` (blob trigger, Event Grid source in Azure) reads the uploaded file as a
-stream with the blob SDK, validates every row, writes the rejected-rows report and sends valid
-orders in chunks to the storage queue; ``create_imported_orders`` (queue trigger) creates each
-chunk's orders idempotently and records the chunk in the import status. The handlers only
-call :mod:`shared.services.import_pipeline`; see docs/IMPORTS.md.
+``import_order_file`` (queue trigger on ``order-import-events``, where Event Grid writes the
+``Microsoft.Storage.BlobCreated`` events of ``order-imports``) gets only a reference to the
+uploaded blob, reads the file as a stream with the blob SDK, validates every row, writes the
+rejected-rows report and sends valid orders in chunks to the storage queue;
+``create_imported_orders`` (queue trigger) creates each chunk's orders idempotently and records
+the chunk in the import status. The handlers only call :mod:`shared.services.import_pipeline`;
+see docs/IMPORTS.md.
+
+Not a blob trigger: for one, the host reads the whole blob into memory and copies it to the
+worker before the function runs, however large the file.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from blueprints._invocation import invocation
-from shared.names import IMPORT_CHUNKS_QUEUE, IMPORTS_BLOB_CONTAINER
+from shared.names import IMPORT_CHUNKS_QUEUE, IMPORT_EVENTS_QUEUE
 
 bp = func.Blueprint()
 
@@ -22,29 +27,26 @@ bp = func.Blueprint()
 CONNECTION = "ImportsStorage"
 
 
-def _import_id(blob_name: str | None) -> str:
-    """The blob's name within the container (the trigger gives ``<container>/<name>``)."""
-    name = blob_name or ""
-    prefix = f"{IMPORTS_BLOB_CONTAINER}/"
-    return name[len(prefix) :] if name.startswith(prefix) else name
-
-
 @bp.function_name("import_order_file")
-@bp.blob_trigger(
-    arg_name="blob",
-    path=f"{IMPORTS_BLOB_CONTAINER}/{{name}}",
-    connection=CONNECTION,
-    source=func.BlobSource.EVENT_GRID,
-)
-def import_order_file(blob: func.InputStream, context: func.Context) -> None:
-    """Only the blob's name is used: the content is streamed in ranges by the blob SDK, pinned
-    to one version by its ETag, so memory does not grow with the file."""
+@bp.queue_trigger(arg_name="message", queue_name=IMPORT_EVENTS_QUEUE, connection=CONNECTION)
+def import_order_file(message: func.QueueMessage, context: func.Context) -> None:
+    """One BlobCreated event: the file pass streams the blob in ranges pinned to the event's
+    ETag. A message that is not an event raises: retried, then parked in the poison queue
+    after maxDequeueCount; an app error that declares the import can never succeed parks the
+    event there at once (shared.delivery)."""
     from shared.delivery import settled
-    from shared.services.providers import import_pipeline
+    from shared.services.providers import import_event_parking, import_pipeline
 
-    name = _import_id(blob.name)
-    with invocation(context, "blob"), settled("import_order_file", f"import {name}"):
-        import_pipeline().import_file(name)
+    body = message.get_body()
+
+    def park(_: Exception) -> None:
+        import_event_parking().send(body.decode("utf-8", "replace"))
+
+    with (
+        invocation(context, "queue"),
+        settled("import_order_file", f"message {message.id}", park=park),
+    ):
+        import_pipeline().import_event(body)
 
 
 @bp.function_name("create_imported_orders")

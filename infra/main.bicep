@@ -161,8 +161,12 @@ var appBlobContainers = [
 var storageQueues = [
   'order-import-chunks'
   'order-import-chunks-poison'
+  'order-import-events'
+  'order-import-events-poison'
 ]
 var deadLetterContainerName = 'eventgrid-deadletters'
+var importsContainerName = 'order-imports'
+var importEventsQueueName = 'order-import-events'
 
 var budgetStart = !empty(budgetStartDate) ? budgetStartDate : currentMonthStart
 
@@ -309,6 +313,7 @@ module rbac 'modules/rbac.bicep' = {
     eventGridTopicName: eventGrid.outputs.topicName
     eventGridTopicPrincipalId: eventGrid.outputs.topicPrincipalId
     systemTopicPrincipalId: eventGrid.outputs.systemTopicPrincipalId
+    importEventsQueueName: importEventsQueueName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: operatorPrincipalType
@@ -334,6 +339,23 @@ module gateway 'modules/gateway.bicep' = if (gatewayEnabled) {
     quotaPeriodSeconds: gatewayQuotaPeriodSeconds
     publicRateLimitCalls: gatewayPublicRateLimitCalls
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+// Blob uploads -> the import queue. Event Grid checks its identity's roles when the
+// subscription is created, so it follows rbac; it does not need the function app.
+module importEvents 'modules/import-events.bicep' = {
+  name: 'import-events'
+  scope: rg
+  dependsOn: [
+    rbac
+  ]
+  params: {
+    systemTopicName: eventGrid.outputs.systemTopicName
+    storageAccountName: storage.outputs.name
+    importsContainerName: importsContainerName
+    importEventsQueueName: importEventsQueueName
+    deadLetterContainerName: storage.outputs.deadLetterContainerName
   }
 }
 

@@ -29,7 +29,16 @@ BLOB_CONTAINERS: Final = (
 # Storage queues (the host creates ``<queue>-poison`` on demand; the local stack creates it too).
 IMPORT_CHUNKS_QUEUE: Final = "order-import-chunks"
 IMPORT_CHUNKS_POISON_QUEUE: Final = f"{IMPORT_CHUNKS_QUEUE}-poison"
-STORAGE_QUEUES: Final = (IMPORT_CHUNKS_QUEUE, IMPORT_CHUNKS_POISON_QUEUE)
+# Microsoft.Storage.BlobCreated events of order-imports, written by Event Grid (StorageQueue
+# destination; locally by localdev/eventgrid): only a reference to the blob travels.
+IMPORT_EVENTS_QUEUE: Final = "order-import-events"
+IMPORT_EVENTS_POISON_QUEUE: Final = f"{IMPORT_EVENTS_QUEUE}-poison"
+STORAGE_QUEUES: Final = (
+    IMPORT_CHUNKS_QUEUE,
+    IMPORT_CHUNKS_POISON_QUEUE,
+    IMPORT_EVENTS_QUEUE,
+    IMPORT_EVENTS_POISON_QUEUE,
+)
 
 # Service Bus.
 FULFILLMENT_QUEUE: Final = "fulfillment"

@@ -133,7 +133,7 @@ param deadLetterWatchSchedule string = '0 */15 * * * *'
 param outboxRelaySchedule string = '30 * * * * *'
 
 // Access restrictions when the gateway stands in front (docs/SECURITY.md): its addresses, and
-// Event Grid, which delivers order events and blob uploads to the runtime webhooks.
+// Event Grid, which delivers order events to the runtime webhook.
 var restrictInbound = !empty(allowedInboundAddresses)
 var gatewayRules = [
   for (address, i) in allowedInboundAddresses: {
@@ -381,8 +381,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
 }
 
 // Paths Easy Auth lets through without a token: the routes the API serves to anyone (health,
-// OpenAPI and its reference page /api/docs with its files, the HMAC-signed payment webhook) and the Functions runtime webhooks Event Grid
-// delivers to (they carry their own system key). tests/infra/test_easy_auth.py derives the
+// OpenAPI and its reference page /api/docs with its files, the HMAC-signed payment webhook) and
+// the Functions runtime webhook Event Grid delivers order events to (it carries its own system
+// key; blob uploads arrive through a queue). tests/infra/test_easy_auth.py derives the
 // anonymous routes from the app itself, so a new one cannot be forgotten here, and refuses an
 // exclusion that would open a protected route. `/*` at the end matches everything below.
 var easyAuthExcludedPaths = [
@@ -393,7 +394,6 @@ var easyAuthExcludedPaths = [
   '/api/docs/*'
   '/api/v1/payments/webhook'
   '/runtime/webhooks/eventgrid'
-  '/runtime/webhooks/blobs'
 ]
 
 resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (easyAuthEnabled) {

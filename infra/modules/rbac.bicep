@@ -35,8 +35,11 @@ param eventGridTopicName string
 @description('Principal id of the custom topic (writes dead-lettered events).')
 param eventGridTopicPrincipalId string
 
-@description('Principal id of the storage system topic (writes dead-lettered events).')
+@description('Principal id of the storage system topic (writes blob events to the import queue and dead-lettered events).')
 param systemTopicPrincipalId string
+
+@description('Storage queue the system topic writes the imports\' blob events to.')
+param importEventsQueueName string
 
 @description('Application Insights component (local auth disabled).')
 param applicationInsightsName string
@@ -57,6 +60,7 @@ var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
@@ -75,6 +79,16 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
   parent: storage
   name: 'default'
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource importEventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: importEventsQueueName
 }
 
 resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
@@ -229,6 +243,18 @@ resource systemTopicDeadLetter 'Microsoft.Authorization/roleAssignments@2022-04-
   scope: deadLetterContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: systemTopicPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The storage system topic writes BlobCreated events of the imports container to the import
+// queue (modules/import-events.bicep): add messages to that one queue, nothing else.
+resource systemTopicImportEvents 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(importEventsQueue.id, systemTopicPrincipalId, roles.storageQueueDataMessageSender)
+  scope: importEventsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
     principalId: systemTopicPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -6,7 +6,9 @@
 #
 # Needs the Azure CLI, signed in, and these variables (azd exports them from main.bicep's outputs):
 #   AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME AZURE_STORAGE_ACCOUNT_NAME
-#   EVENTGRID_TOPIC_NAME EVENTGRID_SYSTEM_TOPIC_NAME EVENTGRID_DEAD_LETTER_CONTAINER
+#   EVENTGRID_TOPIC_NAME EVENTGRID_DEAD_LETTER_CONTAINER
+# Blob uploads reach the imports through a storage queue declared in main.bicep
+# (modules/import-events.bicep): nothing to connect after the deployment for them.
 set -eu
 cd "$(dirname "$0")/../.."
 
@@ -14,10 +16,8 @@ cd "$(dirname "$0")/../.."
 : "${AZURE_FUNCTION_APP_NAME:?set by main.bicep outputs}"
 : "${AZURE_STORAGE_ACCOUNT_NAME:?set by main.bicep outputs}"
 : "${EVENTGRID_TOPIC_NAME:?set by main.bicep outputs}"
-: "${EVENTGRID_SYSTEM_TOPIC_NAME:?set by main.bicep outputs}"
 DEAD_LETTER_CONTAINER="${EVENTGRID_DEAD_LETTER_CONTAINER:-eventgrid-deadletters}"
 ROUTER=route_order_events
-IMPORTER=import_order_file
 ATTEMPTS="${EVENT_SUBSCRIPTION_ATTEMPTS:-20}"
 
 has_function() {
@@ -25,8 +25,7 @@ has_function() {
     --name "$AZURE_FUNCTION_APP_NAME" --function-name "$1" --output none 2>/dev/null
 }
 
-# After a deployment the host needs a moment to index the functions and create the blob
-# extension's system key.
+# After a deployment the host needs a moment to index the functions.
 wait_for() {
   i=0
   while [ "$i" -lt "$ATTEMPTS" ]; do
@@ -37,28 +36,9 @@ wait_for() {
   return 1
 }
 
-blob_key_exists() {
-  key=$(az functionapp keys list --resource-group "$AZURE_RESOURCE_GROUP" \
-    --name "$AZURE_FUNCTION_APP_NAME" --query "systemKeys.blobs_extension" --output tsv 2>/dev/null || true)
-  [ -n "$key" ]
-}
-
 wait_for has_function "$ROUTER" || true
-router=false
-importer=false
-if has_function "$ROUTER"; then router=true; else
+if ! has_function "$ROUTER"; then
   echo "event-subscriptions: $ROUTER is not deployed yet; skipping the order-events subscription" >&2
-fi
-if has_function "$IMPORTER"; then
-  if wait_for blob_key_exists; then importer=true; else
-    echo "event-subscriptions: the blob extension key did not appear; skipping the import subscription" >&2
-  fi
-else
-  echo "event-subscriptions: $IMPORTER is not deployed yet; skipping the import subscription" >&2
-fi
-
-if [ "$router" = false ] && [ "$importer" = false ]; then
-  echo "event-subscriptions: nothing to connect" >&2
   exit 0
 fi
 
@@ -69,10 +49,8 @@ az deployment group create \
   --parameters \
     functionAppName="$AZURE_FUNCTION_APP_NAME" \
     topicName="$EVENTGRID_TOPIC_NAME" \
-    systemTopicName="$EVENTGRID_SYSTEM_TOPIC_NAME" \
     storageAccountName="$AZURE_STORAGE_ACCOUNT_NAME" \
     deadLetterContainerName="$DEAD_LETTER_CONTAINER" \
-    connectOrderEvents="$router" \
-    connectOrderImports="$importer" \
+    connectOrderEvents=true \
   --output none
-echo "event-subscriptions: order events -> $ROUTER: $router; blob uploads -> $IMPORTER: $importer"
+echo "event-subscriptions: order events -> $ROUTER"

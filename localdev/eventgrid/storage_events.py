@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import re
+import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -62,7 +63,8 @@ def watched_containers(subscriptions: Sequence[Subscription]) -> set[str] | None
 def blob_created_event(
     blob: Any, container: str, blob_endpoint: str, sequence: int
 ) -> dict[str, Any]:
-    url = f"{blob_endpoint.rstrip('/')}/{container}/{blob.name}"
+    # The URL is percent-encoded, as the storage service writes it; the subject is not.
+    url = f"{blob_endpoint.rstrip('/')}/{container}/{urllib.parse.quote(blob.name)}"
     written = (blob.last_modified or datetime.now(UTC)).astimezone(UTC)
     return {
         "topic": STORAGE_ACCOUNT_RESOURCE,

@@ -40,6 +40,7 @@ from shared.observability import get_logger
 from shared.patterns import IMPORT_ID_PATTERN
 from shared.repositories.import_runs import ChunkRecorded, ImportRunRepository, StoredRun
 from shared.repositories.import_storage import (
+    BlobVersion,
     ChunkQueue,
     ImportFiles,
     ReportBlob,
@@ -48,6 +49,7 @@ from shared.repositories.import_storage import (
     report_name,
 )
 from shared.repositories.orders import StoredOrder
+from shared.services.import_events import parse_blob_created, same_etag
 from shared.services.import_files import (
     FORMULA_PREFIXES,
     MAX_CHUNK_BYTES,
@@ -141,7 +143,17 @@ class ImportPipeline:
 
     # ----------------------------------------------------------------------- file pass
 
-    def import_file(self, name: str) -> FileOutcome:
+    def import_event(self, body: str | bytes) -> FileOutcome:
+        """A file pass for the blob a ``BlobCreated`` event names (only a reference travels: the
+        content is read in ranges pinned to the event's ETag). InvalidEventError when the
+        message is not an event."""
+        event = parse_blob_created(body)
+        if event is None:
+            log.warning("ignoring an event that is not a BlobCreated event of the imports")
+            return FileOutcome.SKIPPED
+        return self.import_file(event.name, etag=event.etag)
+
+    def _version_to_import(self, name: str, etag: str | None) -> BlobVersion | FileOutcome:
         if not is_import_id(name):
             log.warning("ignoring blob %r: imports are files at the container root", name[:300])
             return FileOutcome.SKIPPED
@@ -149,6 +161,17 @@ class ImportPipeline:
         if version is None:
             log.info("import %s: the blob is gone", name)
             return FileOutcome.SKIPPED
+        if etag is not None and not same_etag(etag, version.etag):
+            log.info("import %s: overwritten since its event; the newer upload takes over", name)
+            return FileOutcome.SUPERSEDED
+        return version
+
+    def import_file(self, name: str, *, etag: str | None = None) -> FileOutcome:
+        """``etag``: the version an event announced; when the blob has another one by now, that
+        newer version has its own event, and this one is not imported."""
+        version = self._version_to_import(name, etag)
+        if isinstance(version, FileOutcome):
+            return version
         existing = self.runs.read(name)
         if (
             existing is not None

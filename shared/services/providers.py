@@ -97,6 +97,15 @@ def import_chunk_parking() -> ChunkQueue:
 
 
 @provider
+def import_event_parking() -> ChunkQueue:
+    """Where an upload event that can never be imported is parked: its queue's poison queue."""
+    from shared.names import IMPORT_EVENTS_POISON_QUEUE
+    from shared.repositories.import_storage import AzureChunkQueue
+
+    return AzureChunkQueue(IMPORT_EVENTS_POISON_QUEUE)
+
+
+@provider
 def payment_service() -> PaymentService:
     from shared.repositories.idempotency import CosmosIdempotencyStore
     from shared.secrets import get_secret_store

@@ -192,33 +192,70 @@ def test_order_events_reach_the_router_function() -> None:
         assert deployed.trigger["type"] == "eventGridTrigger"
 
 
-def test_blob_uploads_reach_the_import_function() -> None:
-    subscriptions = load("event-subscriptions.bicep")
-    importer = subscriptions.parameters["importFunctionName"].default
-    container = subscriptions.parameters["importsContainerName"].default
-    assert importer == "import_order_file"
-    assert container == names.IMPORTS_BLOB_CONTAINER
-    subscription = subscriptions.resource("orderImports").properties
-    url = str(subscription["destination"]["properties"]["endpointUrl"])
-    assert "/runtime/webhooks/blobs?functionName=Host.Functions.${importFunctionName}" in url
-    assert "systemKeys.blobs_extension" in url
-    assert subscription["filter"]["includedEventTypes"] == ["Microsoft.Storage.BlobCreated"]
-    assert subscription["filter"]["subjectBeginsWith"] == Expr(
+def test_blob_uploads_reach_the_import_queue_keylessly() -> None:
+    """BlobCreated events of order-imports go to the queue the import function reads, written
+    with the system topic's identity: no webhook, no function key, no post-deploy step."""
+    module = load("modules/import-events.bicep")
+    assert module.parameters["importsContainerName"].default == names.IMPORTS_BLOB_CONTAINER
+    assert module.parameters["importEventsQueueName"].default == names.IMPORT_EVENTS_QUEUE
+    subscription = module.resource("orderImports")
+    assert subscription.body["parent"] == Expr("systemTopic")
+    properties = subscription.properties
+    assert "destination" not in properties, "deliver with the identity, not keys"
+    delivery = properties["deliveryWithResourceIdentity"]
+    assert delivery["identity"] == {"type": "SystemAssigned"}
+    assert delivery["destination"]["endpointType"] == "StorageQueue"
+    assert delivery["destination"]["properties"]["resourceId"] == Expr("storage.id")
+    assert delivery["destination"]["properties"]["queueName"] == Expr("importEventsQueueName")
+    assert properties["eventDeliverySchema"] == "EventGridSchema"
+    assert properties["filter"]["includedEventTypes"] == ["Microsoft.Storage.BlobCreated"]
+    assert properties["filter"]["subjectBeginsWith"] == Expr(
         "'/blobServices/default/containers/${importsContainerName}/blobs/'"
     )
-    deployed = app_facts.function_named(importer)
-    if deployed is not None:  # the importer has landed: an Event Grid-source blob trigger
-        trigger = deployed.trigger
-        assert trigger["type"] == "blobTrigger"
-        assert str(trigger.get("source", "")).lower() == "eventgrid"
-        assert str(trigger["path"]).startswith(f"{container}/")
+    assert properties["retryPolicy"]["maxDeliveryAttempts"] >= 1
+    assert properties["retryPolicy"]["eventTimeToLiveInMinutes"] >= 60
+    dead_letter = properties["deadLetterWithResourceIdentity"]
+    assert dead_letter["identity"] == {"type": "SystemAssigned"}
+    assert dead_letter["deadLetterDestination"]["properties"]["blobContainerName"] == Expr(
+        "deadLetterContainerName"
+    )
+    (deployed,) = [
+        m for m in load("main.bicep").modules if m.source == "modules/import-events.bicep"
+    ]
+    assert "rbac" in str(deployed.body.get("dependsOn")), "Event Grid checks the role on create"
+    main = load("main.bicep").variables
+    assert main["importEventsQueueName"] == names.IMPORT_EVENTS_QUEUE
+    assert main["importsContainerName"] == names.IMPORTS_BLOB_CONTAINER
+    importer = app_facts.function_named("import_order_file")
+    assert importer is not None
+    assert importer.trigger["type"] == "queueTrigger"
+    assert importer.trigger["queueName"] == names.IMPORT_EVENTS_QUEUE
+
+
+def test_no_function_is_a_blob_trigger_in_azure() -> None:
+    """A blob trigger has the host read the whole blob into memory before the function runs."""
+    assert [
+        f.name for f in app_facts.indexed_functions() if f.trigger["type"] == "blobTrigger"
+    ] == []
+
+
+def test_nothing_in_infra_reads_keys() -> None:
+    """No listKeys() and its kin (ARM list* functions) anywhere in infra/, templates or scripts."""
+    pattern = re.compile(r"listKeys|listConnectionStrings|listAccountSas|listServiceSas")
+    offenders = [
+        f"{path.relative_to(INFRA)}:{number}"
+        for path in sorted(INFRA.rglob("*"))
+        if path.is_file() and path.suffix in {".bicep", ".sh", ".json", ".bicepparam", ".ps1"}
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if pattern.search(line)
+    ]
+    assert offenders == []
 
 
 def test_event_subscriptions_dead_letter_with_identity() -> None:
     subscriptions = load("event-subscriptions.bicep")
-    for symbol in ("orderEvents", "orderImports"):
-        properties = subscriptions.resource(symbol).properties
-        assert properties["deadLetterWithResourceIdentity"] == Expr("deadLetter")
+    properties = subscriptions.resource("orderEvents").properties
+    assert properties["deadLetterWithResourceIdentity"] == Expr("deadLetter")
     dead_letter = subscriptions.variables["deadLetter"]
     assert dead_letter["identity"] == {"type": "SystemAssigned"}
     assert (

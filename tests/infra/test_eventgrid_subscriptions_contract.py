@@ -1,10 +1,10 @@
 """Contract: the local Event Grid stand-in's subscriptions file says what infra/ deploys.
 
 ``localdev/eventgrid/subscriptions.json`` is rebuilt here from the Bicep (the topics of
-``infra/modules/eventgrid.bicep``, every subscription of ``infra/event-subscriptions.bicep``
-with its parameters' defaults filled in, the dead-letter container of ``infra/main.bicep``)
-and must be equal to it: a filter, a destination, a schema or a retry policy changed on one
-side only fails here, so local and Azure wiring cannot drift apart.
+``infra/modules/eventgrid.bicep``, every subscription of ``infra/event-subscriptions.bicep`` and
+``infra/modules/import-events.bicep`` with its parameters' defaults filled in, the dead-letter
+container of ``infra/main.bicep``) and must be equal to it: a filter, a destination, a schema or
+a retry policy changed on one side only fails here, so local and Azure wiring cannot drift apart.
 """
 
 from __future__ import annotations
@@ -75,7 +75,12 @@ def _subscription(resource: Resource, bicep: BicepFile, topics: dict[str, str]) 
     described: dict[str, Any] = {
         "name": _resolve(resource.body["name"], bicep),
         "topic": topics[parent],
-        "destination": _destination(properties["destination"], bicep),
+        # Delivery with the topic's identity nests the destination (StorageQueue imports).
+        "destination": _destination(
+            properties.get("destination")
+            or properties["deliveryWithResourceIdentity"]["destination"],
+            bicep,
+        ),
         "eventDeliverySchema": properties.get("eventDeliverySchema", "EventGridSchema"),
         "filter": _resolve(properties.get("filter", {}), bicep),
     }
@@ -87,6 +92,7 @@ def _subscription(resource: Resource, bicep: BicepFile, topics: dict[str, str]) 
 def what_infra_declares() -> dict[str, Any]:
     eventgrid = load("modules/eventgrid.bicep")
     subscriptions_bicep = load("event-subscriptions.bicep")
+    import_events = load("modules/import-events.bicep")
     custom = eventgrid.resource("topic")
     system = eventgrid.resource("systemTopic")
     # The stand-in names its topics; infra names them by parameter. Map the parents.
@@ -98,17 +104,19 @@ def what_infra_declares() -> dict[str, Any]:
         },
         local_names["system"]: {"kind": "system", "topicType": system.properties["topicType"]},
     }
-    parents: dict[str, str] = {}
-    for resource in subscriptions_bicep.resources:
-        if resource.existing and resource.type.lower() == "microsoft.eventgrid/topics":
-            parents[resource.symbol] = local_names["custom"]
-        elif resource.existing and resource.type.lower() == "microsoft.eventgrid/systemtopics":
-            parents[resource.symbol] = local_names["system"]
-    subscriptions = [
-        _subscription(resource, subscriptions_bicep, parents)
-        for resource in subscriptions_bicep.resources
-        if resource.type.lower() in SUBSCRIPTION_TYPES
-    ]
+    subscriptions: list[dict[str, Any]] = []
+    for bicep in (subscriptions_bicep, import_events):
+        parents: dict[str, str] = {}
+        for resource in bicep.resources:
+            if resource.existing and resource.type.lower() == "microsoft.eventgrid/topics":
+                parents[resource.symbol] = local_names["custom"]
+            elif resource.existing and resource.type.lower() == "microsoft.eventgrid/systemtopics":
+                parents[resource.symbol] = local_names["system"]
+        subscriptions.extend(
+            _subscription(resource, bicep, parents)
+            for resource in bicep.resources
+            if resource.type.lower() in SUBSCRIPTION_TYPES
+        )
     dead_letters = subscriptions_bicep.parameters["deadLetterContainerName"].default
     assert dead_letters == load("main.bicep").variables["deadLetterContainerName"]
     return {"deadLetterContainer": dead_letters, "topics": topics, "subscriptions": subscriptions}
@@ -129,8 +137,7 @@ def test_the_local_subscriptions_are_the_ones_infra_deploys() -> None:
     assert sorted(by_name) == sorted(sub["name"] for sub in infra["subscriptions"])
     for declared in infra["subscriptions"]:
         assert by_name[declared["name"]] == declared, (
-            f"subscription {declared['name']!r} differs between infra/event-subscriptions.bicep "
-            f"and {DEFAULT_FILE.name}"
+            f"subscription {declared['name']!r} differs between infra/ and {DEFAULT_FILE.name}"
         )
 
 

@@ -124,9 +124,12 @@ def test_service_bus_is_premium_with_the_private_network() -> None:
 
 
 def test_event_grid_deliveries_still_reach_the_app() -> None:
-    """Event Grid is outside the VNet: it delivers to the app's public endpoint (which stays on,
-    also with the private network), to the runtime webhooks Easy Auth lets through and the
-    access restrictions allow, and dead-letters with the topics' own identities."""
+    """Event Grid is outside the VNet: it delivers order events to the app's public endpoint
+    (which stays on, also with the private network), to the runtime webhook Easy Auth lets
+    through and the access restrictions allow; it writes upload events to the import queue as
+    a trusted Azure service with the system topic's own (system-assigned) identity, which is
+    what a storage account behind a firewall accepts (networkAcls bypass AzureServices); it
+    dead-letters with the topics' own identities."""
     site = load("modules/functionapp.bicep").resource("site").properties
     assert site["publicNetworkAccess"] == "Enabled"
     rules = load("modules/functionapp.bicep").variables["eventGridRules"]
@@ -143,16 +146,18 @@ def test_event_grid_deliveries_still_reach_the_app() -> None:
     assert subscriptions.resource("orderEvents").properties["destination"]["endpointType"] == (
         "AzureFunction"
     )
-    url = str(
-        subscriptions.resource("orderImports").properties["destination"]["properties"][
-            "endpointUrl"
-        ]
-    )
-    assert url.startswith("'https://${site.properties.defaultHostName}/runtime/webhooks/")
     dead_letter = subscriptions.variables["deadLetter"]
     assert dead_letter["identity"] == {"type": "SystemAssigned"}
+    imports = load("modules/import-events.bicep").resource("orderImports").properties
+    delivery = imports["deliveryWithResourceIdentity"]
+    assert delivery["identity"] == {"type": "SystemAssigned"}  # user-assigned is refused there
+    assert delivery["destination"]["endpointType"] == "StorageQueue"
+    assert imports["deadLetterWithResourceIdentity"]["identity"] == {"type": "SystemAssigned"}
+    acls = load("modules/storage.bicep").resource("storage").properties["networkAcls"]
+    assert acls["bypass"] == "AzureServices"
     excluded = load("modules/functionapp.bicep").variables["easyAuthExcludedPaths"]
-    assert {"/runtime/webhooks/eventgrid", "/runtime/webhooks/blobs"} <= set(excluded)
+    assert "/runtime/webhooks/eventgrid" in excluded
+    assert "/runtime/webhooks/blobs" not in excluded  # no blob trigger: nothing delivers there
 
 
 def test_azd_and_the_pipelines_can_turn_it_on() -> None:

@@ -16,6 +16,7 @@ BUILT_IN_ROLES = {
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "storageBlobDataContributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "storageQueueDataMessageSender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
     "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
     "keyVaultSecretsOfficer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
     "serviceBusDataSender": "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39",
@@ -185,15 +186,29 @@ def test_service_bus_roles_are_scoped_to_the_queue() -> None:
     assert {g.scope_type for g in service_bus} == {"Microsoft.ServiceBus/namespaces/queues"}
 
 
-def test_event_grid_dead_letters_only_to_its_container() -> None:
-    dead_letter = [g for g in grants() if g.principal != APP_PRINCIPAL and g.condition is None]
-    assert {(g.scope_type, g.role) for g in dead_letter} == {
-        ("Microsoft.Storage/storageAccounts/blobServices/containers", "storageBlobDataContributor")
+def test_event_grid_identities_hold_only_what_delivery_needs() -> None:
+    """The topics' identities dead-letter to their container; the storage system topic also adds
+    messages to the one queue the import events go to. Nothing else."""
+    event_grid = [g for g in grants() if g.principal != APP_PRINCIPAL and g.condition is None]
+    dead_letter = (
+        "Microsoft.Storage/storageAccounts/blobServices/containers",
+        "storageBlobDataContributor",
+    )
+    import_events = (
+        "Microsoft.Storage/storageAccounts/queueServices/queues",
+        "storageQueueDataMessageSender",
+    )
+    held = {(g.principal, g.scope_type, g.role) for g in event_grid}
+    assert held == {
+        ("eventGridTopicPrincipalId", *dead_letter),
+        ("systemTopicPrincipalId", *dead_letter),
+        ("systemTopicPrincipalId", *import_events),
     }
-    assert {g.principal for g in dead_letter} == {
-        "eventGridTopicPrincipalId",
-        "systemTopicPrincipalId",
-    }
+    (queue_grant,) = [g for g in event_grid if g.role == "storageQueueDataMessageSender"]
+    queue = load("modules/rbac.bicep").resource(queue_grant.symbol).body["scope"]
+    assert load("modules/rbac.bicep").resource(str(queue)).body["name"] == Expr(
+        "importEventsQueueName"
+    )
 
 
 def test_operator_role_is_optional_and_for_secrets_only() -> None:

@@ -3,6 +3,7 @@ never change the counts (rows read = accepted + rejected)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -79,3 +80,49 @@ def test_redelivered_and_stale_chunks_keep_counts_exact(
     ]
     assert len(ids) == len(set(ids)) == 40  # each order once, whatever was redelivered
     assert pipeline.import_file(name) is FileOutcome.SKIPPED  # this version is done
+
+
+def test_a_blob_created_event_starts_the_pass_for_its_version_only(
+    app_settings: dict[str, str], events: EventGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a reference travels: the event names the blob and its ETag; the pass reads the
+    blob itself, and an event of a version overwritten since starts nothing."""
+    from localdev.eventgrid.storage_events import blob_created_event
+    from shared.clients import get_blob_service
+    from tests.fixtures.imports import DIRECT_IMPORTS_CONTAINER
+
+    for setting, value in events.app_settings().items():
+        monkeypatch.setenv(setting, value)
+    queue = ListQueue()
+    service = OrderService(CosmosOrderRepository(), EventGridPublisher())
+    pipeline = ImportPipeline(
+        CosmosImportRunRepository(),
+        direct_import_files(),
+        AzureReportBlob(),
+        queue,
+        lambda: service,
+    )
+    customer = f"c-{uuid.uuid4().hex[:10]}"
+    name = f"event-{uuid.uuid4().hex[:8]}.csv"
+    header = "external_id,customer_id,sku,quantity,unit_price,currency\n"
+
+    def event_body(size: int) -> str:
+        properties = (
+            get_blob_service().get_blob_client(DIRECT_IMPORTS_CONTAINER, name).get_blob_properties()
+        )
+        # The subject names order-imports (what the app subscribes to); the pipeline under
+        # test reads the blob from its own container.
+        event = blob_created_event(properties, "order-imports", "http://127.0.0.1/a", 1)
+        return json.dumps(event)
+
+    upload_direct(name, f"{header}E1,{customer},SKU-1,1,2.00,EUR\n".encode())
+    old_event = event_body(40)
+    upload_direct(name, f"{header}E2,{customer},SKU-1,1,2.00,EUR\n".encode())
+    assert pipeline.import_event(old_event) is FileOutcome.SUPERSEDED
+    assert queue.messages == []
+    assert pipeline.import_event(event_body(40)) is FileOutcome.SENT
+    assert len(queue.messages) == 1
+    assert '"E2,' in queue.messages[0]
+    status = CosmosImportRunRepository().read(name)
+    assert status is not None
+    assert status.document["rowsRead"] == 1

@@ -79,7 +79,9 @@ def _chunks(monkeypatch: pytest.MonkeyPatch, error: BaseException, parking: _Par
 
 def _file_pass(monkeypatch: pytest.MonkeyPatch, error: BaseException, parking: _Parking) -> None:
     monkeypatch.setattr(providers, "import_pipeline", lambda: _Raises(error))
-    _user_function(imports.import_order_file)(func.InputStream(name="order-imports/a.csv"), None)
+    monkeypatch.setattr(providers, "import_event_parking", lambda: parking)
+    message = func.QueueMessage(id="m-2", body=b'{"eventType": "Microsoft.Storage.BlobCreated"}')
+    _user_function(imports.import_order_file)(message, None)
 
 
 def _event_grid(monkeypatch: pytest.MonkeyPatch, error: BaseException, parking: _Parking) -> None:
@@ -129,7 +131,7 @@ TIMERS = (
     "dead_letter_watch",
 )
 TRIGGERS.update({name: _timer(name) for name in TIMERS})
-PARKS_SOMEWHERE = {"fulfil_order", "create_imported_orders"}
+PARKS_SOMEWHERE = {"fulfil_order", "create_imported_orders", "import_order_file"}
 
 
 def _observe(
