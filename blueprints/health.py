@@ -1,6 +1,7 @@
 """Health endpoints (anonymous, so load balancers and deployment gates can call them).
 
-- ``GET /api/health``: liveness: the process runs this code; never touches a dependency.
+- ``GET /api/health``: liveness: the process runs this code; never touches a dependency and
+  needs none of the worker's threads (async, on the worker's event loop).
 - ``GET /api/health/ready``: readiness: every configured dependency answers within a short
   timeout; 503 with per-dependency status when one does not.
 """
@@ -18,7 +19,10 @@ RETRY_AFTER_SECONDS = "10"
 
 @bp.function_name("health_live")
 @bp.route(route="health", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
-def health_live(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+async def health_live(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    # async: the worker runs it on its event loop, not on one of its threads, so liveness
+    # answers even while every thread is busy (a hung dependency holding its bulkhead share,
+    # the rest serving a queue of fast 503s). It must never block: it reads settings only.
     from shared.services.health import liveness_version
 
     with http_invocation(req, context) as scope:

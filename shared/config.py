@@ -155,6 +155,11 @@ class Settings(BaseModel):
     # Total time of one HTTP invocation: below the clients' and payment providers' own timeouts
     # (10-30 s), so a caller gets a 503 + Retry-After rather than a dropped connection.
     http_deadline_seconds: float = Field(default=8.0, alias="HTTP_DEADLINE_SECONDS", ge=1, le=120)
+    # Share of the worker's threads that calls to one dependency may hold at once (bulkhead,
+    # shared/resilience.py): floor(threads x share), at least 1 and at most threads - 1, so a
+    # hung dependency leaves the rest to liveness and the routes that do not need it. Raise it
+    # for a worker with many threads and one main dependency; lower it to keep more in reserve.
+    bulkhead_thread_share: float = Field(default=0.67, alias="BULKHEAD_THREAD_SHARE", gt=0, le=1)
 
     # The API reference's "Authorize" (/api/docs): the OAuth 2.0 client it signs in as (Entra
     # ID: a single-page-application registration whose redirect URI is

@@ -12,6 +12,7 @@ client is created (it imports azure-core).
 from __future__ import annotations
 
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
     ServiceRequestError,
@@ -20,8 +21,13 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 from azure.core.pipeline.transport import HttpTransport, RequestsTransport
+from azure.core.rest import HttpRequest
 
-from shared.resilience import Dependency
+from shared.resilience import Dependency, ProbeOutcome
+
+# Per-request options of the SDK that the probe needs too (the local Cosmos stand-in's
+# self-signed certificate is accepted by connection_verify=False).
+_CONNECTION_OPTIONS = ("connection_verify", "connection_cert")
 
 
 def is_timeout(error: BaseException) -> bool:
@@ -53,6 +59,7 @@ class GuardedTransport(HttpTransport):  # type: ignore[type-arg]
         self._inner = inner or RequestsTransport(
             connection_timeout=connection_timeout, read_timeout=read_timeout, **transport_options
         )
+        self._probe_target: tuple[str, dict[str, Any]] | None = None
 
     def __enter__(self) -> Self:
         self._inner.__enter__()
@@ -74,6 +81,12 @@ class GuardedTransport(HttpTransport):  # type: ignore[type-arg]
             _seconds(kwargs.pop("connection_timeout", None)) or 1e9, self._connection_timeout
         )
 
+        if self._probe_target is None:
+            parts = urlsplit(str(request.url))
+            options = {name: kwargs[name] for name in _CONNECTION_OPTIONS if name in kwargs}
+            self._probe_target = (f"{parts.scheme}://{parts.netloc}/", options)
+            self.dependency.prober = self._probe
+
         def attempt(timeout: float) -> Any:
             return self._inner.send(
                 request,
@@ -85,6 +98,29 @@ class GuardedTransport(HttpTransport):  # type: ignore[type-arg]
         return self.dependency.call(
             attempt, cap=read_cap, is_timeout=is_timeout, is_unreachable=is_unreachable
         )
+
+    def _probe(self, timeout: float) -> ProbeOutcome:
+        """A GET of the endpoint's root: unauthenticated, so it changes nothing, and any
+        answer (401, 404, ...) shows the dependency is answering again."""
+        target = self._probe_target
+        if target is None:  # pragma: no cover (set before the prober is)
+            return "unreachable"
+        url, options = target
+        try:
+            response = self._inner.send(
+                HttpRequest("GET", url),
+                connection_timeout=timeout,
+                read_timeout=timeout,
+                **options,
+            )
+        except Exception as error:
+            if is_timeout(error):
+                return "timeout"
+            if is_unreachable(error):
+                return "unreachable"
+            raise
+        response.close()
+        return "answered"
 
 
 def _seconds(value: object) -> float | None:

@@ -9,15 +9,19 @@ dependency short-circuited, and no dependency able to take all of the worker's t
   remains. The deadline is a ``ContextVar``: it follows the invocation's thread and nothing else.
 - **Circuit breaker** (per dependency): after :data:`FAILURE_THRESHOLD` consecutive timeouts
   the circuit opens and calls fail at once with :class:`CircuitOpenError` (503 + Retry-After)
-  for :data:`OPEN_SECONDS`; then one call is let through as the probe, with a timeout of at
-  most :data:`PROBE_TIMEOUT_SECONDS`; its success closes the circuit, its timeout opens it
-  again. Any answer from the dependency (whatever its status) counts as a success: throttling
-  and errors are the SDKs' and the services' business, only silence trips the breaker.
-- **Bulkhead** (per dependency): at most :func:`bulkhead_slots` attempts in flight at once, the
-  rest of the worker's threads stay free for liveness, OpenAPI and other dependencies. A caller
-  finding every slot taken waits for one only while the dependency is moving (its oldest call
-  is younger than :data:`STALL_SECONDS`); when it is stuck, the caller fails at once with
-  :class:`BulkheadFullError`, since a thread waiting for a slot is a thread lost as well.
+  for :data:`OPEN_SECONDS`; then one probe, with a timeout of at most
+  :data:`PROBE_TIMEOUT_SECONDS`: a cheap request of its own on a thread of its own when the
+  dependency has a :attr:`Dependency.prober` (the guarded transport gives one), so callers
+  keep failing fast meanwhile, else the next call; its success closes the circuit, its timeout
+  opens it again. Any answer from the dependency (whatever its status) counts as a success:
+  throttling and errors are the SDKs' and the services' business, only silence trips the
+  breaker.
+- **Bulkhead** (per dependency): at most :func:`bulkhead_slots` attempts in flight at once
+  (``BULKHEAD_THREAD_SHARE`` of the worker's threads); the rest stay free for liveness,
+  OpenAPI and other dependencies. A caller finding every slot taken waits for one only while
+  the dependency is moving (its oldest call is younger than :data:`STALL_SECONDS`); when it is
+  stuck, the caller fails at once with :class:`BulkheadFullError`, since a thread waiting for
+  a slot is a thread lost as well.
 
 Why not a library: pybreaker (threads) lets every concurrent caller through while half-open
 and classifies outcomes by the exceptions of a wrapped call, where here the outcome is seen in
@@ -52,6 +56,7 @@ FAILURE_THRESHOLD: Final = 3
 OPEN_SECONDS: Final = 1.0
 PROBE_TIMEOUT_SECONDS: Final = 1.0
 STALL_SECONDS: Final = 0.5
+DEFAULT_BULKHEAD_THREAD_SHARE: Final = 0.67
 
 # Budgets of the triggers other than HTTP, each below the time after which the platform gives
 # the message or event to someone else (docs/RELIABILITY.md, "Deadlines"):
@@ -69,6 +74,8 @@ TRIGGER_BUDGET_SECONDS: Final[dict[str, float]] = {
 }
 
 CircuitState = Literal["closed", "open", "half_open"]
+# What a background probe saw: any answer, silence, or a refused or reset connection.
+ProbeOutcome = Literal["answered", "timeout", "unreachable"]
 
 _deadline: ContextVar[float | None] = ContextVar("orderflow_deadline", default=None)
 
@@ -114,10 +121,25 @@ def worker_threads() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
-def bulkhead_slots() -> int:
-    """Concurrent calls one dependency may have: two thirds of the worker's threads (4 of 6 on
-    a 2-core instance), so at least a third always remains for everything else."""
-    return max(1, worker_threads() * 2 // 3)
+def bulkhead_slots(share: float | None = None) -> int:
+    """Concurrent calls one dependency may have: ``BULKHEAD_THREAD_SHARE`` (default 0.67) of
+    the worker's threads, rounded down (4 of 6 on a 2-core instance), at least one and always
+    one fewer than the worker has, so a hung dependency never holds every thread."""
+    threads = worker_threads()
+    if threads <= 1:
+        return 1
+    share = _bulkhead_share() if share is None else share
+    return max(1, min(threads - 1, math.floor(threads * share + 1e-9)))
+
+
+def _bulkhead_share() -> float:
+    from shared.config import get_settings
+    from shared.errors import ConfigurationError
+
+    try:
+        return get_settings().bulkhead_thread_share
+    except ConfigurationError:
+        return DEFAULT_BULKHEAD_THREAD_SHARE  # the handler reports the bad setting
 
 
 class CircuitBreaker:
@@ -251,6 +273,11 @@ class Dependency:
     name: str
     breaker: CircuitBreaker
     bulkhead: Bulkhead
+    # A cheap request to the dependency (its transport sets it: a GET of the endpoint's root,
+    # where any answer, even a 401, shows it is back). With one, the half-open probe runs on a
+    # thread of its own and every caller fails fast meanwhile: no request of a client waits
+    # the probe's timeout, which at one probe a second is the p99 of a busy route.
+    prober: Callable[[float], ProbeOutcome] | None = None
 
     def call[T](
         self,
@@ -263,6 +290,10 @@ class Dependency:
         """Run one attempt ``attempt(timeout)`` under the breaker, the bulkhead and the
         deadline. ``is_timeout`` / ``is_unreachable`` classify what it raised."""
         probe = self.breaker.admit()
+        prober = self.prober
+        if probe and prober is not None:
+            self._probe_in_background(prober)
+            raise CircuitOpenError(self.breaker.name, max(1, math.ceil(PROBE_TIMEOUT_SECONDS)))
         token: int | None = None
         try:
             timeout = call_timeout(
@@ -283,6 +314,24 @@ class Dependency:
                 self.bulkhead.release(token)
         self.breaker.record_success(probe)
         return result
+
+    def _probe_in_background(self, prober: Callable[[float], ProbeOutcome]) -> None:
+        breaker = self.breaker
+
+        def probe() -> None:
+            try:
+                outcome = prober(PROBE_TIMEOUT_SECONDS)
+            except Exception:  # a bug or a closed client: the next caller probes again
+                breaker.release_probe(probe=True)
+                return
+            if outcome == "answered":
+                breaker.record_success(probe=True)
+            elif outcome == "timeout":
+                breaker.record_timeout(probe=True)
+            else:
+                breaker.record_unreachable(probe=True)
+
+        threading.Thread(target=probe, name=f"probe-{self.name}", daemon=True).start()
 
     def status(self) -> dict[str, Any]:
         return {

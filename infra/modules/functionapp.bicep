@@ -120,6 +120,9 @@ param sdkLogLevel string = 'WARNING'
 @maxValue(120)
 param httpDeadlineSeconds int = 8
 
+@description('Share of the worker\'s threads that calls to one dependency may hold at once (BULKHEAD_THREAD_SHARE, a decimal in (0, 1]; docs/RELIABILITY.md).')
+param bulkheadThreadShare string = '0.67'
+
 @description('NCRONTAB schedule of expire_unpaid_orders (6 fields, seconds first).')
 param expireUnpaidOrdersSchedule string = '0 */5 * * * *'
 
@@ -336,6 +339,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'HTTP_DEADLINE_SECONDS'
           value: string(httpDeadlineSeconds)
+        }
+        {
+          name: 'BULKHEAD_THREAD_SHARE'
+          value: bulkheadThreadShare
         }
         // Timer schedules: the host resolves %NAME% from app settings only.
         {

@@ -84,6 +84,16 @@ def _without(env: dict[str, str], *names: str) -> dict[str, str]:
             "HEALTH_PROBE_TIMEOUT_SECONDS",
             "greater than 0",
         ),
+        (
+            lambda e: {**e, "BULKHEAD_THREAD_SHARE": "0"},
+            "BULKHEAD_THREAD_SHARE",
+            "greater than 0",
+        ),
+        (
+            lambda e: {**e, "BULKHEAD_THREAD_SHARE": "1.5"},
+            "BULKHEAD_THREAD_SHARE",
+            "less than or equal to 1",
+        ),
         (lambda e: {**e, "ORDERFLOW_ENVIRONMENT": "prod"}, "ORDERFLOW_ENVIRONMENT", "'local'"),
         (lambda e: {**e, "COSMOS_DATABASE": "bad name/"}, "COSMOS_DATABASE", "pattern"),
         (
