@@ -294,13 +294,12 @@ def test_an_azurite_hang_keeps_the_api_answering_and_an_import_completes_once(
     name = f"hang-{uuid.uuid4().hex[:8]}.csv"
 
     def created() -> list[str]:
-        return list(
-            app.orders.query_items(
-                "SELECT VALUE c.id FROM c WHERE c.customerId = @customer",
-                parameters=[{"name": "@customer", "value": customer}],
-                partition_key=customer,
-            )
+        found = app.orders.query_items(
+            "SELECT c.id FROM c WHERE c.customerId = @customer",
+            parameters=[{"name": "@customer", "value": customer}],
+            partition_key=customer,
         )
+        return [str(item["id"]) for item in found]
 
     with BlobServiceClient.from_connection_string(app.stack.storage_connection_string) as blobs:
         blobs.get_blob_client(IMPORTS_BLOB_CONTAINER, name).upload_blob(
