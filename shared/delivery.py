@@ -4,8 +4,8 @@ declares (``on_message`` in ``shared.errors``), carried out the way each trigger
 | trigger | retry | park | complete |
 |---|---|---|---|
 | Service Bus ``fulfillment`` (``shared.services.fulfillment_messages``) | raise: abandoned, redelivered, dead-lettered after the max delivery count | a copy to ``fulfillment-parked`` with the reason, the original completed | completed |
-| storage queue ``order-import-chunks`` | raise: visible again, moved to the poison queue after ``maxDequeueCount`` (host.json) | moved to ``order-import-chunks-poison`` at once | completed |
-| blob trigger (file pass), Event Grid routing | raise: the platform retries with backoff (Event Grid then dead-letters to ``eventgrid-deadletters``) | logged as an error with what it was about, acknowledged (as a malformed event is) | acknowledged |
+| storage queues ``order-import-events`` (file pass) and ``order-import-chunks`` | raise: visible again, moved to ``<queue>-poison`` after ``maxDequeueCount`` (host.json) | moved to ``<queue>-poison`` at once | completed |
+| Event Grid routing | raise: Event Grid retries with backoff, then dead-letters to ``eventgrid-deadletters`` | logged as an error with what it was about, acknowledged (as a malformed event is) | acknowledged |
 | timers | raise: the run fails; the next occurrence runs again | logged as an error, the run ends | the run ends |
 
 Anything that is not an app error, or an app error that declares no outcome, is retried: a retry
