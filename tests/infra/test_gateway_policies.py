@@ -197,6 +197,8 @@ def test_refusals_are_problem_json(file: str, statuses: set[int]) -> None:
         for member in ('"type"', '"title"', '"status"', '"detail"', '"traceId"'):
             assert member in str(body.text), f"{file} {status}: body lacks {member}"
         assert f'"status", {status})' in str(body.text)
+        # The app's problem types (blueprints/_problems.py PROBLEM_TYPE), not about:blank.
+        assert '"type", "urn:orderflow:problem:' in str(body.text)
         if status == 429:
             assert header(response, "Retry-After").startswith("@(")
         if status in {401, 403}:
