@@ -31,6 +31,7 @@ SECTIONS = {
     "first_request": "cold start",
     "http_api": "HTTP API under load",
     "import_throughput": "imports",
+    "import_host_memory": "imports",
     "cost": "cost per operation",
     "brownout": "brownout (Cosmos DB hang)",
 }

@@ -111,3 +111,21 @@ def dead_letter_watch(timer: func.TimerRequest, context: func.Context) -> None:
                 watch_dead_letters(peeker, queue)
         finally:  # one watch failing must not hide the other
             watch_poison_queue(StorageQueueDepth(), IMPORT_CHUNKS_POISON_QUEUE)
+
+
+@bp.function_name("reconcile_imports")
+@bp.timer_trigger(
+    arg_name="timer",
+    schedule="%IMPORT_RECONCILE_SCHEDULE%",
+    run_on_startup=False,
+    use_monitor=True,
+)
+def reconcile_imports(timer: func.TimerRequest, context: func.Context) -> None:
+    """Uploads whose BlobCreated event never came (Event Grid gave up, or the blob is older
+    than the subscription) and file passes that died are started again through the event queue
+    (shared.services.import_reconciliation)."""
+    from shared.services.providers import import_reconciler
+
+    with invocation(context, "timer"), settled("reconcile_imports", "timer"):
+        _note_if_past_due("reconcile_imports", timer)
+        import_reconciler().reconcile()

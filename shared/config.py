@@ -184,6 +184,17 @@ class Settings(BaseModel):
         default="0 */15 * * * *", alias="DEAD_LETTER_WATCH_SCHEDULE"
     )
     outbox_relay_schedule: Ncrontab = Field(default="30 * * * * *", alias="OUTBOX_RELAY_SCHEDULE")
+    import_reconcile_schedule: Ncrontab = Field(
+        default="15 */5 * * * *", alias="IMPORT_RECONCILE_SCHEDULE"
+    )
+    # An upload older than this without its import run is started by the reconciliation (its
+    # event had time to arrive); a file pass silent for longer than the stuck time has died.
+    import_reconcile_grace_seconds: int = Field(
+        default=300, alias="IMPORT_RECONCILE_GRACE_SECONDS", ge=0, le=7 * 24 * 3600
+    )
+    import_stuck_seconds: int = Field(
+        default=900, alias="IMPORT_STUCK_SECONDS", ge=60, le=7 * 24 * 3600
+    )
 
     @model_validator(mode="after")
     def _keys_only_for_local_stand_ins(self) -> Settings:

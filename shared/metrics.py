@@ -34,6 +34,9 @@ FULFILLMENT_LATENCY_SECONDS: Final = "orderflow.fulfillment.latency_seconds"
 # Counters: rows of a finished import run that became orders / were rejected (attribute ``state``).
 IMPORT_ROWS_ACCEPTED: Final = "orderflow.imports.rows_accepted"
 IMPORT_ROWS_REJECTED: Final = "orderflow.imports.rows_rejected"
+# Counter: imports the reconciliation timer started because their event never came, or restarted
+# because their file pass died (attribute ``reason``: no_run, newer_version, stuck).
+IMPORTS_RECONCILED: Final = "orderflow.imports.reconciled"
 # Gauge: messages in a storage poison queue (attribute ``queue``), read by the dead-letter watch.
 POISON_QUEUE_DEPTH: Final = "orderflow.storage.poison_queue_depth"
 # Counter: worker processes started, by the function whose invocation started one (``function``).
@@ -46,6 +49,7 @@ METRIC_NAMES: Final = (
     FULFILLMENT_LATENCY_SECONDS,
     IMPORT_ROWS_ACCEPTED,
     IMPORT_ROWS_REJECTED,
+    IMPORTS_RECONCILED,
     POISON_QUEUE_DEPTH,
     COLD_STARTS,
 )

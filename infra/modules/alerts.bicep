@@ -374,6 +374,51 @@ customMetrics
   }
 }
 
+// Upload events should not get lost: any import the reconciliation timer had to start (its event
+// never came) or restart (its file pass died) is worth a look.
+resource importsReconciled 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${alertNamePrefix}-imports-reconciled'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Orderflow: imports started by the reconciliation'
+    description: 'An upload\'s BlobCreated event did not reach order-import-events (or its file pass died) and the reconciliation timer started it. Runbook: docs/OPERATIONS.md#imports-reconciled'
+    severity: 3
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: '''
+customMetrics
+| where name == 'orderflow.imports.reconciled'
+| summarize reconciled = sum(valueSum)
+'''
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'reconciled'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
 resource importRowsRejected 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: '${alertNamePrefix}-import-rows-rejected'
   location: location

@@ -135,6 +135,17 @@ param deadLetterWatchSchedule string = '0 */15 * * * *'
 @description('NCRONTAB schedule of publish_pending_events (the outbox relay).')
 param outboxRelaySchedule string = '30 * * * * *'
 
+@description('NCRONTAB schedule of reconcile_imports (uploads whose event never came, file passes that died).')
+param importReconcileSchedule string = '15 */5 * * * *'
+
+@description('Seconds an upload may wait for its event before the reconciliation starts it (IMPORT_RECONCILE_GRACE_SECONDS).')
+@minValue(0)
+param importReconcileGraceSeconds int = 300
+
+@description('Seconds after which an unfinished file pass counts as dead (IMPORT_STUCK_SECONDS); above host.json functionTimeout.')
+@minValue(60)
+param importStuckSeconds int = 900
+
 // Access restrictions when the gateway stands in front (docs/SECURITY.md): its addresses, and
 // Event Grid, which delivers order events to the runtime webhook.
 var restrictInbound = !empty(allowedInboundAddresses)
@@ -360,6 +371,18 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'OUTBOX_RELAY_SCHEDULE'
           value: outboxRelaySchedule
+        }
+        {
+          name: 'IMPORT_RECONCILE_SCHEDULE'
+          value: importReconcileSchedule
+        }
+        {
+          name: 'IMPORT_RECONCILE_GRACE_SECONDS'
+          value: string(importReconcileGraceSeconds)
+        }
+        {
+          name: 'IMPORT_STUCK_SECONDS'
+          value: string(importStuckSeconds)
         }
       ]
     }

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import quote
 
 from shared.names import IMPORT_CHUNKS_QUEUE, IMPORTS_BLOB_CONTAINER, REJECTED_ROWS_BLOB_CONTAINER
 
@@ -20,6 +22,15 @@ READ_RANGE_BYTES = 4 * 1024 * 1024
 class BlobVersion:
     size: int
     etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListedBlob:
+    name: str
+    etag: str
+    size: int
+    last_modified: datetime
+    url: str
 
 
 class VersionChangedError(Exception):
@@ -70,6 +81,25 @@ class AzureImportFiles:
         except ResourceNotFoundError:
             return None
         return BlobVersion(int(properties.size), str(properties.etag))
+
+    def list_files(self) -> Iterator[ListedBlob]:
+        """The files at the container's root (name, ETag, size, when written), for the
+        reconciliation; one listing page at a time."""
+        from shared.clients import get_blob_service
+
+        container = get_blob_service().get_container_client(self.container)
+        from azure.storage.blob import BlobProperties
+
+        for blob in container.walk_blobs(delimiter="/"):
+            if not isinstance(blob, BlobProperties) or blob.last_modified is None:
+                continue  # a virtual folder (BlobPrefix): imports are files at the root
+            yield ListedBlob(
+                name=str(blob.name),
+                etag=str(blob.etag),
+                size=int(blob.size or 0),
+                last_modified=blob.last_modified,
+                url=f"{container.url}/{quote(str(blob.name))}",
+            )
 
     def read(self, name: str, version: BlobVersion) -> Iterator[bytes]:
         from azure.core import MatchConditions

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from shared.services.fulfillment import FulfillmentService
     from shared.services.fulfillment_messages import ParkingLot
     from shared.services.import_pipeline import ImportPipeline
+    from shared.services.import_reconciliation import ImportReconciler
     from shared.services.imports import ImportStatusService
     from shared.services.inventory import InventoryService
     from shared.services.orders import OrderService
@@ -94,6 +95,28 @@ def import_chunk_parking() -> ChunkQueue:
     from shared.repositories.import_storage import AzureChunkQueue
 
     return AzureChunkQueue(IMPORT_CHUNKS_POISON_QUEUE)
+
+
+@provider
+def import_reconciler() -> ImportReconciler:
+    from datetime import timedelta
+
+    from shared.config import get_settings
+    from shared.names import IMPORT_EVENTS_QUEUE
+    from shared.repositories.import_runs import CosmosImportRunRepository
+    from shared.repositories.import_storage import AzureChunkQueue, AzureImportFiles
+    from shared.services.import_pipeline import is_import_id
+    from shared.services.import_reconciliation import ImportReconciler
+
+    settings = get_settings()
+    return ImportReconciler(
+        AzureImportFiles(),
+        CosmosImportRunRepository(),
+        AzureChunkQueue(IMPORT_EVENTS_QUEUE),
+        is_import_id,
+        grace=timedelta(seconds=settings.import_reconcile_grace_seconds),
+        stuck_after=timedelta(seconds=settings.import_stuck_seconds),
+    )
 
 
 @provider

@@ -53,6 +53,7 @@ def test_the_alerts_cover_what_operations_needs() -> None:
         "functionFailures",
         "poisonQueue",
         "importRowsRejected",
+        "importsReconciled",
     }
 
 

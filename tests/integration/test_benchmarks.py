@@ -72,6 +72,10 @@ EXPECTED_ROWS: dict[str, tuple[list[str], list[str]]] = {
             "import 10,000 rows: peak RSS vs csv.reader",
         ],
     ),
+    "import_host_memory": (
+        ["--quick"],
+        ["host RSS growth: 20 MiB upload", "host RSS growth: 100,000-row import"],
+    ),
     "cost": (
         ["--quick", "--rows", "100"],
         [

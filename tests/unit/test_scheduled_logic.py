@@ -135,6 +135,7 @@ def test_metric_names_are_stable() -> None:
         "orderflow.fulfillment.latency_seconds",
         "orderflow.imports.rows_accepted",
         "orderflow.imports.rows_rejected",
+        "orderflow.imports.reconciled",
         "orderflow.storage.poison_queue_depth",
         "orderflow.host.cold_starts",
     )
