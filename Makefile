@@ -1,5 +1,5 @@
 # Orderflow developer commands. `make run` and `make test` each set up everything first.
-.PHONY: setup setup-browser run test lint bench stack-up stack-down clean
+.PHONY: setup setup-browser run test lint bench stack-up stack-down clean token
 
 setup:
 	@scripts/bootstrap.sh
@@ -23,6 +23,16 @@ lint: setup
 bench: setup
 	@.venv/bin/python -m benchmarks
 	@.venv/bin/python benchmarks/fulfillment.py
+
+# A bearer token from the local issuer (make run / make stack-up must be up), on stdout:
+#   make token CUSTOMER=alice                 a customer's app: sub=alice, scp=Orders.ReadWrite
+#   make token ROLES="Inventory.ReadWrite"    app roles (space-separated)
+#   make token                                every app role (a shop backend)
+# Extra options: make token ARGS="--expires-in -60 --aud api://other" (python -m localdev token -h).
+CUSTOMER ?=
+ROLES ?=
+token:
+	@.venv/bin/python -m localdev token $(if $(CUSTOMER),--customer "$(CUSTOMER)") $(if $(ROLES),--roles "$(ROLES)") $(ARGS)
 
 stack-up: setup
 	@.venv/bin/python -m localdev.stack up

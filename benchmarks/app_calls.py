@@ -3,7 +3,8 @@
 A real ``func.HttpRequest`` goes into the blueprint's function object (as
 tests/integration/test_api_cost_and_faults.py does); the response must have the expected
 status. The process must first be made the app (:func:`benchmarks.local_app.configure_this_process`)
-with ``PAYMENT_WEBHOOK_SECRET`` set to :data:`WEBHOOK_SECRET`.
+with ``PAYMENT_WEBHOOK_SECRET`` set to :data:`WEBHOOK_SECRET`. Every call carries a bearer
+token with every app role from the stack's issuer (``AUTH_ISSUER``), as a shop backend sends.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ ORDER_BODY = {"currency": "EUR", "lines": [{"sku": "SKU-1", "quantity": 2, "unit
 
 class AppApi:
     """The HTTP functions called as the host calls them: a real ``func.HttpRequest`` in."""
+
+    def __init__(self) -> None:
+        import os
+
+        from localdev.tokens import all_roles_token
+
+        token = all_roles_token(os.environ["AUTH_ISSUER"], sub="orderflow-bench")
+        self.authorization = {"Authorization": f"Bearer {token}"}
 
     def call(
         self,
@@ -39,7 +48,7 @@ class AppApi:
         request = func.HttpRequest(
             method,
             f"http://127.0.0.1/api{path}",
-            headers={"Content-Type": "application/json", **(headers or {})},
+            headers={"Content-Type": "application/json", **self.authorization, **(headers or {})},
             route_params=route_params,
             params={},
             body=body,

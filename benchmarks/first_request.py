@@ -44,7 +44,8 @@ GOAL_RATIO = 1.5
 CHILD_TIMEOUT_SECONDS = 120
 
 # Runs in each fresh interpreter; prints {"seconds": ..., "parts": {...}}. Placeholders:
-# repository, path.
+# repository, path, token (a bearer token: the first GET also loads PyJWT and reads the
+# issuer's keys, as a new instance does).
 _APP_CHILD = """
 import asyncio, json, logging, os, sys, time, warnings
 from pathlib import Path
@@ -81,7 +82,10 @@ services = HostServices(
 source = HttpTriggerSource(
     services, [f for f in loaded.functions if f.trigger_type == "httpTrigger"]
 )
-request = HostRequest("GET", {path!r}, "", (), b"", "http://127.0.0.1" + {path!r})
+request = HostRequest(
+    "GET", {path!r}, "", (("Authorization", "Bearer " + {token!r}),), b"",
+    "http://127.0.0.1" + {path!r},
+)
 
 started = time.perf_counter()
 response = loop.run_until_complete(source.handle_http(request))
@@ -123,13 +127,13 @@ def run_child(source: str, settings: dict[str, str]) -> dict[str, Any]:
     return last_json_line(output)
 
 
-def child_sources(order: dict[str, Any], endpoint: str) -> tuple[str, str]:
+def child_sources(order: dict[str, Any], endpoint: str, token: str) -> tuple[str, str]:
     from localdev.stack import COSMOS_EMULATOR_KEY
     from shared import clients
     from shared.names import COSMOS_DATABASE_DEFAULT, ORDERS_CONTAINER
 
     path = f"/api/v1/customers/{order['customerId']}/orders/{order['id']}"
-    app = _APP_CHILD.format(repository=str(REPOSITORY_ROOT), path=path)
+    app = _APP_CHILD.format(repository=str(REPOSITORY_ROOT), path=path, token=token)
     raw = _RAW_CHILD.format(
         endpoint=endpoint,
         key=COSMOS_EMULATOR_KEY,
@@ -159,8 +163,10 @@ def measure(runs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                 "PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
             }
             configure_this_process(settings)
-            order = AppApi().post_order("first-request")
-            app_source, raw_source = child_sources(order, stack.cosmos_endpoint)
+            api = AppApi()
+            order = api.post_order("first-request")
+            token = api.authorization["Authorization"].removeprefix("Bearer ")
+            app_source, raw_source = child_sources(order, stack.cosmos_endpoint, token)
             run_child(app_source, settings)  # warm-up: bytecode and file caches, not counted
             run_child(raw_source, settings)
             app_samples: list[dict[str, Any]] = []

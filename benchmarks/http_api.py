@@ -78,8 +78,8 @@ def _orders_path(customer: str) -> str:
     return f"/api/v1/customers/{customer}/orders"
 
 
-def seed_orders(port: int, count: int) -> list[dict[str, Any]]:
-    client = KeepAliveClient(port)
+def seed_orders(port: int, count: int, auth: dict[str, str]) -> list[dict[str, Any]]:
+    client = KeepAliveClient(port, headers=auth)
     try:
         body = json.dumps(ORDER_BODY).encode()
         return [
@@ -98,9 +98,11 @@ def seed_orders(port: int, count: int) -> list[dict[str, Any]]:
         client.close()
 
 
-def http_get(port: int, orders: Sequence[dict[str, Any]]) -> Callable[[int], Operation]:
+def http_get(
+    port: int, orders: Sequence[dict[str, Any]], auth: dict[str, str]
+) -> Callable[[int], Operation]:
     def make(thread: int) -> Operation:
-        client = KeepAliveClient(port)
+        client = KeepAliveClient(port, headers=auth)
         paths = itertools.cycle(
             f"{_orders_path(order['customerId'])}/{order['id']}"
             for order in [*orders[thread:], *orders[:thread]]
@@ -114,12 +116,12 @@ def http_get(port: int, orders: Sequence[dict[str, Any]]) -> Callable[[int], Ope
     return make
 
 
-def http_post(port: int) -> Callable[[int], Operation]:
+def http_post(port: int, auth: dict[str, str]) -> Callable[[int], Operation]:
     run = uuid.uuid4().hex[:8]
     body = json.dumps(ORDER_BODY).encode()
 
     def make(thread: int) -> Operation:
-        client = KeepAliveClient(port)
+        client = KeepAliveClient(port, headers=auth)
         counter = itertools.count()
 
         def post() -> None:
@@ -291,7 +293,9 @@ def run(load: LoadSettings) -> list[Figure]:
             with running_host(
                 stack, workdir, env={TIMINGS_FILE_SETTING: str(timings_file)}, timed=True
             ) as host:
-                orders = seed_orders(host.port, SEED_ORDERS)
+                # A shop backend's token (every app role): what the app validates per request.
+                auth = {"Authorization": f"Bearer {host.token()}"}
+                orders = seed_orders(host.port, SEED_ORDERS, auth)
                 container = cosmos_orders_container(stack.cosmos_endpoint)
                 template = container.read_item(
                     item=orders[0]["id"], partition_key=orders[0]["customerId"]
@@ -302,12 +306,12 @@ def run(load: LoadSettings) -> list[Figure]:
                     flush=True,
                 )
                 gets, raw_reads = alternating(
-                    http_get(host.port, orders), raw_read(container, orders), load
+                    http_get(host.port, orders, auth), raw_read(container, orders), load
                 )
                 measured("raw read_item", raw_reads)
                 measured("GET order", gets)
                 posts, raw_creates = alternating(
-                    http_post(host.port), raw_create(container, template), load
+                    http_post(host.port, auth), raw_create(container, template), load
                 )
                 measured("raw create_item", raw_creates)
                 measured("POST order", posts)

@@ -116,9 +116,13 @@ def run_load(make_operation: OperationFactory, concurrency: int, duration: float
 class KeepAliveClient:
     """One keep-alive HTTP/1.1 connection; reconnects if the server closed it."""
 
-    def __init__(self, port: int, timeout: float = 30.0) -> None:
+    def __init__(
+        self, port: int, timeout: float = 30.0, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """``headers`` go with every request (e.g. ``Authorization``)."""
         self._port = port
         self._timeout = timeout
+        self._headers = dict(headers or {})
         self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
     def request(
@@ -132,7 +136,9 @@ class KeepAliveClient:
     ) -> bytes:
         for attempt in (1, 2):
             try:
-                self._connection.request(method, path, body=body, headers=dict(headers or {}))
+                self._connection.request(
+                    method, path, body=body, headers={**self._headers, **(headers or {})}
+                )
                 response = self._connection.getresponse()
                 payload = response.read()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):

@@ -14,6 +14,7 @@ from typing import Final
 import azure.functions as func
 
 from blueprints._problems import ProblemError, api_handler
+from shared.auth.policy import API_REFERENCE
 from shared.observability import InvocationContext
 
 bp = func.Blueprint()
@@ -26,7 +27,7 @@ _CONDITIONAL_HEADERS: Final = ("accept-encoding", "if-none-match")
 
 @bp.function_name("api_docs")
 @bp.route(route=DOCS_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
-@api_handler
+@api_handler(API_REFERENCE)
 def api_docs(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     """Anonymous: the reference page (no asset) or one file of it; anything else is a 404."""
     from shared.api_docs import docs_config, respond, security_headers

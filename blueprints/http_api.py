@@ -2,6 +2,11 @@
 
 Handlers only parse and validate the request, call one service, and map the result; every
 failure becomes RFC 9457 problem+json in ``blueprints._problems``. Services load on first use.
+
+Who may call each route is declared once, in its ``api_handler(...)`` (the table in
+``shared.auth.policy``); the wrapper enforces it before the handler runs. Token-guarded routes
+are ``AuthLevel.ANONYMOUS`` for the Functions host: the bearer token is the credential, and a
+function key would only add a shared secret.
 """
 
 from __future__ import annotations
@@ -14,6 +19,14 @@ import azure.functions as func
 
 from blueprints._invocation import json_response
 from blueprints._problems import ProblemError, api_handler, parse_body
+from shared.auth.policy import (
+    ANY_TOKEN,
+    CUSTOMER_ORDERS,
+    IMPORTS_READ,
+    INVENTORY_WRITE,
+    PUBLIC_DOCUMENT,
+    SIGNED_WEBHOOK,
+)
 from shared.observability import InvocationContext
 from shared.patterns import IDENTIFIER_PATTERN, IMPORT_ID_PATTERN
 
@@ -63,8 +76,8 @@ def _order_url(customer_id: str, order_id: str) -> str:
 
 
 @bp.function_name("create_order")
-@bp.route(route=ORDERS_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
-@api_handler
+@bp.route(route=ORDERS_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ANONYMOUS)
+@api_handler(CUSTOMER_ORDERS)
 def create_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.models import OrderDraft
     from shared.services.orders import first_response_view, http_etag, order_view
@@ -94,8 +107,8 @@ def create_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRe
 
 
 @bp.function_name("get_order")
-@bp.route(route=ORDER_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
-@api_handler
+@bp.route(route=ORDER_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
+@api_handler(CUSTOMER_ORDERS)
 def get_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.services.orders import etag_matches, http_etag, order_view
     from shared.services.providers import order_service
@@ -109,8 +122,8 @@ def get_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRespo
 
 
 @bp.function_name("list_orders")
-@bp.route(route=ORDERS_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
-@api_handler
+@bp.route(route=ORDERS_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
+@api_handler(CUSTOMER_ORDERS)
 def list_orders(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.models import OrderStatus
     from shared.services.orders import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, order_view
@@ -152,8 +165,8 @@ def list_orders(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRes
 
 
 @bp.function_name("cancel_order")
-@bp.route(route=CANCEL_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
-@api_handler
+@bp.route(route=CANCEL_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ANONYMOUS)
+@api_handler(CUSTOMER_ORDERS)
 def cancel_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.services.orders import http_etag, order_view
     from shared.services.providers import order_service
@@ -170,8 +183,8 @@ def cancel_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRe
 
 
 @bp.function_name("set_inventory")
-@bp.route(route=INVENTORY_ROUTE, methods=[func.HttpMethod.PUT], auth_level=func.AuthLevel.ADMIN)
-@api_handler
+@bp.route(route=INVENTORY_ROUTE, methods=[func.HttpMethod.PUT], auth_level=func.AuthLevel.ANONYMOUS)
+@api_handler(INVENTORY_WRITE)
 def set_inventory(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.models import StockLevelIn
     from shared.services.providers import inventory_service
@@ -182,8 +195,8 @@ def set_inventory(req: func.HttpRequest, scope: InvocationContext) -> func.HttpR
 
 
 @bp.function_name("get_inventory")
-@bp.route(route=INVENTORY_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
-@api_handler
+@bp.route(route=INVENTORY_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
+@api_handler(ANY_TOKEN)
 def get_inventory(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.services.providers import inventory_service
 
@@ -192,8 +205,8 @@ def get_inventory(req: func.HttpRequest, scope: InvocationContext) -> func.HttpR
 
 
 @bp.function_name("get_import_status")
-@bp.route(route=IMPORT_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
-@api_handler
+@bp.route(route=IMPORT_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
+@api_handler(IMPORTS_READ)
 def get_import_status(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.services.providers import import_status_service
 
@@ -203,7 +216,7 @@ def get_import_status(req: func.HttpRequest, scope: InvocationContext) -> func.H
 
 @bp.function_name("payment_webhook")
 @bp.route(route=WEBHOOK_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ANONYMOUS)
-@api_handler
+@api_handler(SIGNED_WEBHOOK)
 def payment_webhook(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from blueprints._problems import MAX_BODY_BYTES
     from shared.services.payments import PaymentEvent
@@ -221,7 +234,7 @@ def payment_webhook(req: func.HttpRequest, scope: InvocationContext) -> func.Htt
 
 @bp.function_name("openapi_document")
 @bp.route(route="openapi.json", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
-@api_handler
+@api_handler(PUBLIC_DOCUMENT)
 def openapi_document(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.openapi import openapi_document as build
 

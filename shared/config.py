@@ -141,6 +141,19 @@ class Settings(BaseModel):
         default=None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
     )
 
+    auth_issuer: str | None = Field(
+        default=None,
+        alias="AUTH_ISSUER",
+        max_length=2048,
+        description="OpenID Connect issuer of the bearer tokens; compared exactly with `iss`.",
+    )
+    auth_audience: str | None = Field(
+        default=None, alias="AUTH_AUDIENCE", min_length=1, max_length=2048
+    )
+    auth_customer_claim: str = Field(
+        default="sub", alias="AUTH_CUSTOMER_CLAIM", pattern=r"^[\x21-\x7e]{1,128}$"
+    )
+
     payment_timeout_minutes: int = Field(
         default=30, alias="PAYMENT_TIMEOUT_MINUTES", ge=1, le=7 * 24 * 60
     )
@@ -213,6 +226,7 @@ class Settings(BaseModel):
                     "(ORDERFLOW_ENVIRONMENT=local and a 127.0.0.1/localhost endpoint); "
                     "in Azure remove it so the managed identity is used",
                 )
+        self._check_issuer()
         if self.storage.connection_string is not None and self.environment != "local":
             raise ConfigurationError(
                 STORAGE_CONNECTION,
@@ -231,6 +245,22 @@ class Settings(BaseModel):
                 f" in Azure set {SERVICE_BUS_CONNECTION}__fullyQualifiedNamespace",
             )
         return self
+
+    def _check_issuer(self) -> None:
+        """The issuer is compared exactly with ``iss``, so it is not normalised; plain http
+        only for the local issuer (ORDERFLOW_ENVIRONMENT=local, on loopback)."""
+        issuer = self.auth_issuer
+        if issuer is None:
+            return  # protected routes answer 503 until it is set (shared.auth.tokens)
+        parts = urlsplit(issuer)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ConfigurationError("AUTH_ISSUER", "must be an absolute https URL")
+        if parts.scheme == "http" and (self.environment != "local" or not is_loopback_url(issuer)):
+            raise ConfigurationError(
+                "AUTH_ISSUER",
+                "uses plain http, which is accepted only for the local issuer "
+                "(ORDERFLOW_ENVIRONMENT=local and a 127.0.0.1/localhost URL)",
+            )
 
 
 def _storage_from(env: Mapping[str, str]) -> StorageConnection | None:

@@ -250,3 +250,78 @@ class AlreadyExistsError(OrderflowError):
         self.resource = resource
         self.identifier = identifier
         super().__init__(f"{resource} {identifier!r} already exists")
+
+
+# RFC 6750 challenges: the realm of every WWW-Authenticate answer (shared.auth.permissions).
+BEARER_REALM = "orderflow"
+
+
+def bearer_challenge(error: str | None = None, description: str = "", scope: str = "") -> str:
+    """A ``WWW-Authenticate`` value (RFC 6750 section 3); quoted strings keep to printable ASCII
+    without quotes or backslashes."""
+    parts = [f'Bearer realm="{BEARER_REALM}"']
+    if error:
+        parts.append(f'error="{error}"')
+        clean = "".join(ch for ch in description if " " <= ch <= "~" and ch not in '"\\')
+        parts.append(f'error_description="{clean}"')
+    if scope:
+        parts.append(f'scope="{scope}"')
+    return ", ".join(parts)
+
+
+class AuthenticationRequiredError(OrderflowError):
+    """The request carries no usable bearer credentials (none, another scheme, a malformed
+    ``Authorization`` header, or a token outside the header). HTTP 401 without an error code,
+    as RFC 6750 section 3.1 asks when the request lacks authentication information."""
+
+    http_problem = Problem(401, "Authentication required", "unauthenticated")
+    on_message = MessageOutcome.PARK  # HTTP only; the same credentials can never succeed
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+    def problem_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": bearer_challenge()}
+
+
+class InvalidTokenError(OrderflowError):
+    """A bearer token that is not valid here: malformed, badly signed, expired, not yet valid,
+    for another audience or from another issuer. HTTP 401 ``error="invalid_token"``.
+
+    ``detail`` tells the client what to fix (the problem's detail); ``reason`` is the precise
+    cause, for the log only (the message holds both). Neither ever contains the token.
+    """
+
+    http_problem = Problem(401, "Invalid token", "invalid-token", log_level=logging.WARNING)
+    on_message = MessageOutcome.PARK
+
+    def __init__(self, detail: str, reason: str) -> None:
+        self.detail = detail
+        self.reason = reason
+        super().__init__(f"{detail} ({reason})")
+
+    def problem_detail(self) -> str:
+        return self.detail
+
+    def problem_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": bearer_challenge("invalid_token", self.detail)}
+
+
+class InsufficientScopeError(OrderflowError):
+    """A valid token without the permission the operation needs. HTTP 403
+    ``error="insufficient_scope"``; ``required`` lists (space-separated) the scopes or roles
+    that would be enough."""
+
+    http_problem = Problem(403, "Insufficient scope", "insufficient-scope", log_level=logging.INFO)
+    on_message = MessageOutcome.PARK
+
+    def __init__(self, detail: str, required: str) -> None:
+        self.detail = detail
+        self.required = required
+        super().__init__(detail)
+
+    def problem_headers(self) -> dict[str, str]:
+        return {
+            "WWW-Authenticate": bearer_challenge("insufficient_scope", self.detail, self.required)
+        }

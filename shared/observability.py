@@ -51,6 +51,9 @@ class InvocationContext:
     correlation_id: str | None = None
     trace_id: str | None = None
     traceparent: str | None = None
+    # The validated caller (bearer token ``sub`` and ``azp``/``appid``); never the token.
+    caller_subject: str | None = None
+    caller_client_id: str | None = None
 
 
 _current: ContextVar[InvocationContext] = ContextVar(
@@ -106,6 +109,21 @@ def invocation_scope(
         _current.reset(token)
 
 
+def bind_caller(subject: str, client_id: str | None) -> None:
+    """Name the validated caller in everything logged for the rest of this invocation, and on
+    the current trace span (``enduser.id``, ``client.id``) when telemetry is on."""
+    from dataclasses import replace
+
+    _current.set(replace(_current.get(), caller_subject=subject, caller_client_id=client_id))
+    if telemetry_enabled():
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        span.set_attribute("enduser.id", subject)
+        if client_id:
+            span.set_attribute("orderflow.client_id", client_id)
+
+
 class ContextFilter(logging.Filter):
     """Adds the current invocation's ids to each record (never drops a record)."""
 
@@ -114,6 +132,8 @@ class ContextFilter(logging.Filter):
         record.invocation_id = context.invocation_id
         record.correlation_id = context.correlation_id
         record.trace_id = context.trace_id
+        record.caller_subject = context.caller_subject
+        record.caller_client_id = context.caller_client_id
         return True
 
 

@@ -2,8 +2,9 @@
 
 OpenAPI 3.1 schemas are JSON Schema 2020-12, which pydantic emits directly, so request and
 response bodies here cannot drift from validation. The operations table below mirrors the
-HTTP functions; ``tests/unit/test_openapi.py`` fails if a route, method or auth level differs
-from what the app registers, or if the committed ``docs/openapi.json`` is stale.
+HTTP functions; ``tests/unit/test_openapi.py`` fails if a route, method, auth level or declared
+access (who may call it, ``shared.auth.policy``) differs from what the app registers, or if the
+committed ``docs/openapi.json`` is stale.
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared import __version__
+from shared.auth.permissions import APP_ROLES, DELEGATED_SCOPES, DESCRIPTIONS
+from shared.auth.policy import (
+    ANY_TOKEN,
+    API_REFERENCE,
+    CUSTOMER_ORDERS,
+    IMPORTS_READ,
+    INVENTORY_WRITE,
+    PROBES,
+    PUBLIC_DOCUMENT,
+    SIGNED_WEBHOOK,
+    Access,
+)
 from shared.models import (
     ISO_4217,
     ImportStatus,
@@ -41,8 +54,9 @@ class Operation:
     function_name: str
     method: str
     route: str  # as registered, below the /api prefix
-    auth_level: str  # anonymous | function | admin
+    auth_level: str  # anonymous | function | admin (Functions keys; tokens guard the API)
     summary: str
+    access: Access
     request: type[BaseModel] | None = None
     responses: dict[str, tuple[str, Body]] = field(default_factory=dict)
     headers: tuple[dict[str, Any], ...] = ()
@@ -158,6 +172,12 @@ RESPONSE_HEADERS: Final[dict[str, dict[str, Any]]] = {
         "description": "The next page, when there is one",
         "schema": {"type": "string", "pattern": r'^<[^>]+>; rel="next"$'},
     },
+    "WWW-Authenticate": {
+        "description": 'RFC 6750 challenge: Bearer realm="orderflow", with error="invalid_token" '
+        'or error="insufficient_scope" (and the scope that would do) when a token was sent',
+        "required": True,
+        "schema": {"type": "string", "pattern": "^Bearer realm="},
+    },
     "Retry-After": {
         "description": "Seconds to wait before retrying",
         "required": True,
@@ -177,6 +197,10 @@ _HOST_KEY_ERROR: Final[tuple[str, Body]] = (
     "Missing or invalid key: answered by the Functions host in Azure, without a body",
     NO_BODY,
 )
+_TOKEN_ERRORS: Final[dict[str, tuple[str, Body]]] = {
+    "401": ("No bearer token, or an invalid, expired, wrong-audience or wrong-issuer one", None),
+    "403": ("The token lacks the scope or role this operation needs", None),
+}
 _BODY_ERRORS: Final[dict[str, tuple[str, Body]]] = {
     "413": ("Body over 256 KiB", None),
     "415": ("Body is not application/json", None),
@@ -185,7 +209,8 @@ _BODY_ERRORS: Final[dict[str, tuple[str, Body]]] = {
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation(
-        "create_order", "post", "v1/customers/{customerId}/orders", "function", "Place an order",
+        "create_order", "post", "v1/customers/{customerId}/orders", "anonymous", "Place an order",
+        access=CUSTOMER_ORDERS,
         request=OrderDraft,
         responses={"201": ("Created (or replayed for the same Idempotency-Key)", Order),
                    **_BODY_ERRORS},
@@ -193,8 +218,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         response_headers={"201": ("Location", "ETag", "Idempotent-Replayed")},
     ),
     Operation(
-        "list_orders", "get", "v1/customers/{customerId}/orders", "function",
-        "A page of the customer's orders, newest first",
+        "list_orders", "get", "v1/customers/{customerId}/orders", "anonymous",
+        "A page of the customer's orders, newest first", access=CUSTOMER_ORDERS,
         responses={"200": ("A page; follow Link rel=next or pass continuation", OrderList)},
         query=(
             {"name": "status", "in": "query",
@@ -209,8 +234,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         response_headers={"200": ("Link",)},
     ),
     Operation(
-        "get_order", "get", "v1/customers/{customerId}/orders/{orderId}", "function",
-        "Read an order",
+        "get_order", "get", "v1/customers/{customerId}/orders/{orderId}", "anonymous",
+        "Read an order", access=CUSTOMER_ORDERS,
         responses={"200": ("The order, with its ETag", Order),
                    "304": ("Not modified (If-None-Match)", None),
                    "404": ("No such order", None)},
@@ -218,8 +243,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         response_headers={"200": ("ETag",), "304": ("ETag",)},
     ),
     Operation(
-        "cancel_order", "post", "v1/customers/{customerId}/orders/{orderId}/cancel", "function",
-        "Cancel a pending (or backordered) order",
+        "cancel_order", "post", "v1/customers/{customerId}/orders/{orderId}/cancel", "anonymous",
+        "Cancel a pending (or backordered) order", access=CUSTOMER_ORDERS,
         responses={"200": ("Cancelled", Order), "404": ("No such order", None),
                    "409": ("The order's status does not allow it", None),
                    "412": ("If-Match is stale", None)},
@@ -227,21 +252,23 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         response_headers={"200": ("ETag",)},
     ),
     Operation(
-        "set_inventory", "put", "v1/inventory/{sku}", "admin", "Set the stock level of a SKU",
+        "set_inventory", "put", "v1/inventory/{sku}", "anonymous", "Set the stock level of a SKU",
+        access=INVENTORY_WRITE,
         request=StockLevelIn, responses={"200": ("Stock level", StockLevelOut), **_BODY_ERRORS},
     ),
     Operation(
-        "get_inventory", "get", "v1/inventory/{sku}", "function", "Read the stock level of a SKU",
+        "get_inventory", "get", "v1/inventory/{sku}", "anonymous", "Read the stock level of a SKU",
+        access=ANY_TOKEN,
         responses={"200": ("Stock level", StockLevelOut), "404": ("Unknown SKU", None)},
     ),
     Operation(
-        "get_import_status", "get", "v1/imports/{importId}", "function",
-        "Progress of a file import (the uploaded blob's name)",
+        "get_import_status", "get", "v1/imports/{importId}", "anonymous",
+        "Progress of a file import (the uploaded blob's name)", access=IMPORTS_READ,
         responses={"200": ("Import status", ImportStatus), "404": ("No such import", None)},
     ),
     Operation(
         "payment_webhook", "post", "v1/payments/webhook", "anonymous",
-        "Payment provider callback (HMAC-signed)",
+        "Payment provider callback (HMAC-signed)", access=SIGNED_WEBHOOK,
         request=None,
         responses={"200": ("Applied, duplicate or ignored", _WEBHOOK_RESULT),
                    "401": ("Missing, wrong or stale signature", None),
@@ -253,21 +280,23 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         headers=(_SIGNATURE,),
     ),
     Operation(
-        "health_live", "get", "health", "anonymous", "Liveness",
+        "health_live", "get", "health", "anonymous", "Liveness", access=PROBES,
         responses={"200": ("Alive", _HEALTH)}, common_errors=False,
     ),
     Operation(
         "health_ready", "get", "health/ready", "anonymous", "Readiness of every dependency",
+        access=PROBES,
         responses={"200": ("Ready", _READINESS), "503": ("Not ready", _READINESS)},
         response_headers={"503": ("Retry-After",)}, common_errors=False,
     ),
     Operation(
         "openapi_document", "get", "openapi.json", "anonymous", "This document",
+        access=PUBLIC_DOCUMENT,
         responses={"200": ("OpenAPI 3.1", {"type": "object"})}, common_errors=False,
     ),
     Operation(
         "api_docs", "get", "docs/{*asset}", "anonymous", "The API reference (Swagger UI)",
-        in_document=False,
+        access=API_REFERENCE, in_document=False,
     ),
 )  # fmt: skip
 
@@ -310,6 +339,8 @@ def _responses(op: Operation, names: dict[type[BaseModel], str]) -> dict[str, An
     documented = {**(_COMMON_ERRORS if op.common_errors else {}), **op.responses}
     if op.auth_level != "anonymous":
         documented["401"] = _HOST_KEY_ERROR
+    if op.access.requires_token:
+        documented.update(_TOKEN_ERRORS)
     responses: dict[str, Any] = {}
     for status, (description, schema) in sorted(documented.items()):
         response: dict[str, Any] = {"description": description}
@@ -322,6 +353,8 @@ def _responses(op: Operation, names: dict[type[BaseModel], str]) -> dict[str, An
         header_names = op.response_headers.get(status, ())
         if status == "503":
             header_names = ("Retry-After", *header_names)
+        if status in _TOKEN_ERRORS and op.access.requires_token:
+            header_names = ("WWW-Authenticate", *header_names)
         headers = {name: RESPONSE_HEADERS[name] for name in dict.fromkeys(header_names)}
         if "content" in response:
             headers["X-Correlation-Id"] = _CORRELATION_ID_HEADER
@@ -380,6 +413,8 @@ def openapi_document() -> dict[str, Any]:
         operation: dict[str, Any] = {
             "operationId": op.function_name,
             "summary": op.summary,
+            "description": f"Who may call it: {op.access.describe()}.",
+            "x-orderflow-access": op.access.kind,
             "parameters": parameters,
             "responses": _responses(op, names),
         }
@@ -387,10 +422,7 @@ def openapi_document() -> dict[str, Any]:
             operation["requestBody"] = {"required": True, "content": _content(op.request, names)}
         elif op.function_name == "payment_webhook":
             operation["requestBody"] = {"required": True, "content": _content(_WEBHOOK_BODY, names)}
-        if op.auth_level == "anonymous":
-            operation["security"] = []
-        elif op.auth_level == "admin":
-            operation["security"] = [{"masterKey": []}, {"masterKeyQuery": []}]
+        operation["security"] = _security(op.access)
         paths.setdefault(f"/api/{op.route}", {})[op.method] = operation
 
     return {
@@ -405,27 +437,58 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),
-            # The Functions host checks keys (header or ``code`` query parameter); a function
-            # key, a host key or the master key opens function-level operations.
-            "securitySchemes": {
-                "functionKey": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "x-functions-key",
-                    "description": "A function key, a host key or the master key",
-                },
-                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
-                "masterKey": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "x-functions-key",
-                    "description": "The master (admin) key",
-                },
-                "masterKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+            "securitySchemes": _SECURITY_SCHEMES,
+        },
+        "security": [{BEARER: []}],
+    }
+
+
+BEARER: Final = "bearer"
+ENTRA_ID: Final = "entraId"
+# Entra ID's endpoints for the organisation's tenant ("organizations" stands for it here: use
+# the tenant id). Clients ask for ``<App ID URI>/.default``; the roles granted to the client app
+# arrive in the token's ``roles`` claim, the delegated scope in ``scp``. docs/SECURITY.md.
+_ENTRA_LOGIN: Final = "https://login.microsoftonline.com/organizations/oauth2/v2.0"
+_SECURITY_SCHEMES: Final = {
+    BEARER: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An access token (RS256/ES256 JWT) of the issuer in AUTH_ISSUER for the "
+        "audience in AUTH_AUDIENCE, in the Authorization header only. Locally: "
+        "`make token CUSTOMER=alice` or `make token ROLES=...`. Security requirements list "
+        "the scope (`scp`) or app role (`roles`) that is enough.",
+    },
+    ENTRA_ID: {
+        "type": "oauth2",
+        "description": "Microsoft Entra ID (replace `organizations` with the tenant id). "
+        "Delegated: scope Orders.ReadWrite for a signed-in customer's own orders. Client "
+        "credentials: request `<App ID URI>/.default`; the app roles granted to the client "
+        "come in the `roles` claim.",
+        "flows": {
+            "authorizationCode": {
+                "authorizationUrl": f"{_ENTRA_LOGIN}/authorize",
+                "tokenUrl": f"{_ENTRA_LOGIN}/token",
+                "scopes": {scope: DESCRIPTIONS[scope] for scope in DELEGATED_SCOPES},
+            },
+            "clientCredentials": {
+                "tokenUrl": f"{_ENTRA_LOGIN}/token",
+                "scopes": {role: f"App role: {DESCRIPTIONS[role]}" for role in APP_ROLES},
             },
         },
-        "security": [{"functionKey": []}, {"functionKeyQuery": []}],
-    }
+    },
+}
+
+
+def _security(access: Access) -> list[dict[str, list[str]]]:
+    """Alternatives (any one is enough): each scope or role that satisfies the access, for
+    both schemes; an empty list for anonymous operations."""
+    if not access.requires_token:
+        return []
+    permissions = (*access.scopes, *access.roles)
+    if not permissions:
+        return [{BEARER: []}, {ENTRA_ID: []}]
+    return [{scheme: [permission]} for permission in permissions for scheme in (BEARER, ENTRA_ID)]
 
 
 def _path_names(route: str) -> list[str]:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from smoke.http import Client
+from smoke.http import LOCAL_TOKEN_URL, Client, client_credentials_token
 from smoke.results import Outcome
 from smoke.runner import run_all
 from smoke.scenarios import SCENARIOS, Context
@@ -31,6 +31,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=env("SMOKE_FUNCTION_KEY"),
         help="sent as x-functions-key; must be the master (admin) key in Azure, as setting "
         "stock is admin level (env SMOKE_FUNCTION_KEY)",
+    )
+    parser.add_argument(
+        "--token",
+        default=env("SMOKE_TOKEN"),
+        help="bearer token sent on every API call (env SMOKE_TOKEN); without it one is taken "
+        "by client credentials from --token-url",
+    )
+    parser.add_argument(
+        "--token-url",
+        default=env("SMOKE_TOKEN_URL"),
+        help="OAuth 2.0 token endpoint (env SMOKE_TOKEN_URL), e.g. https://login.microsoft"
+        "online.com/<tenant>/oauth2/v2.0/token; default for a loopback base URL: the local "
+        f"issuer, {LOCAL_TOKEN_URL}",
+    )
+    parser.add_argument(
+        "--client-id",
+        default=env("SMOKE_CLIENT_ID") or "orderflow-smoke",
+        help="(env SMOKE_CLIENT_ID)",
+    )
+    parser.add_argument(
+        "--client-secret", default=env("SMOKE_CLIENT_SECRET"), help="(env SMOKE_CLIENT_SECRET)"
+    )
+    parser.add_argument(
+        "--scope",
+        default=env("SMOKE_SCOPE"),
+        help="e.g. api://<client-id>/.default (env SMOKE_SCOPE)",
     )
     parser.add_argument(
         "--webhook-secret",
@@ -70,10 +96,25 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token:
+        return str(args.token)
+    token_url = args.token_url
+    if not token_url:
+        from urllib.parse import urlsplit
+
+        if urlsplit(args.base_url).hostname not in {"127.0.0.1", "localhost"}:
+            return None  # the API calls will fail with 401, which the report names
+        token_url = LOCAL_TOKEN_URL
+    return client_credentials_token(
+        token_url, args.client_id, client_secret=args.client_secret, scope=args.scope
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        client = Client(args.base_url, args.function_key or None)
+        client = Client(args.base_url, args.function_key or None, _token(args))
     except ValueError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2

@@ -1,4 +1,4 @@
-"""A small HTTP client over urllib: base URL, function key, JSON in and out."""
+"""A small HTTP client over urllib: base URL, bearer token (and function key), JSON in and out."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
+import urllib.parse
 from urllib.parse import urlsplit
 
 FUNCTION_KEY_HEADER = "x-functions-key"
@@ -36,6 +37,7 @@ class Response:
 class Client:
     base_url: str
     function_key: str | None = None
+    bearer_token: str | None = None
     request_timeout: float = 30.0
     user_agent: str = "orderflow-smoke/1"
     _opener: urllib.request.OpenerDirector = field(init=False, repr=False)
@@ -64,6 +66,8 @@ class Client:
             all_headers["Content-Type"] = "application/json"
         if authenticated and self.function_key:
             all_headers[FUNCTION_KEY_HEADER] = self.function_key
+        if authenticated and self.bearer_token:
+            all_headers["Authorization"] = f"Bearer {self.bearer_token}"
         all_headers.update(headers or {})
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __post_init__
             self.base_url + path, data=body, headers=all_headers, method=method
@@ -79,3 +83,53 @@ class Client:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+# The local issuer's token endpoint (make run); its tokens carry the roles the form asks for.
+LOCAL_TOKEN_URL = "http://127.0.0.1:8091/token"
+# The app roles the scenarios need (set stock, any customer's orders, import status).
+SMOKE_ROLES = "Orders.ReadWrite.All Inventory.ReadWrite Imports.Read"
+
+
+def client_credentials_token(
+    token_url: str,
+    client_id: str,
+    *,
+    client_secret: str | None = None,
+    scope: str | None = None,
+    timeout: float = 30.0,
+) -> str:
+    """An access token by the OAuth 2.0 client credentials grant (RFC 6749 section 4.4): Entra
+    ID (``scope=<App ID URI>/.default``) or the local issuer (loopback: it is also asked for the
+    roles the scenarios need, which Entra ID grants through app role assignments instead)."""
+    parts = urlsplit(token_url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"token URL must be http(s)://..., got {token_url!r}")
+    if parts.scheme == "http" and parts.hostname not in {"127.0.0.1", "localhost", "::1"}:
+        raise ValueError("a token URL with plain http must be the local issuer on loopback")
+    form = {"grant_type": "client_credentials", "client_id": client_id}
+    if client_secret:
+        form["client_secret"] = client_secret
+    if scope:
+        form["scope"] = scope
+    if parts.scheme == "http":
+        form["roles"] = SMOKE_ROLES
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+        token_url,
+        data=urllib.parse.urlencode(form).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+        method="POST",
+    )
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            payload = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            raise ValueError(f"the token endpoint answered {error.code}") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"no token from {token_url}: {type(error).__name__}") from None
+    token = payload.get("access_token") if isinstance(payload, dict) else None
+    if not isinstance(token, str):
+        raise ValueError("the token endpoint's answer has no access_token")
+    return token

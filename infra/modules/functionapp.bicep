@@ -54,6 +54,9 @@ param eventGridTopicEndpoint string
 @description('Key Vault URI (KEY_VAULT_URL).')
 param keyVaultUri string
 
+@description('Claim that names the customer in delegated tokens (AUTH_CUSTOMER_CLAIM): `sub`, or `oid` for the user\'s object id (docs/SECURITY.md).')
+param authCustomerClaim string = 'sub'
+
 @description('Always-ready instances, for example [{ name: \'http\', instanceCount: 1 }]; empty scales to zero.')
 param alwaysReady array = []
 
@@ -354,6 +357,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'BULKHEAD_THREAD_SHARE'
           value: bulkheadThreadShare
+        }
+        {
+          name: 'AUTH_CUSTOMER_CLAIM'
+          value: authCustomerClaim
         }
         // Timer schedules: the host resolves %NAME% from app settings only.
         {

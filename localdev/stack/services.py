@@ -24,12 +24,15 @@ NODE_MODULES = LOCALDEV_DIR / "node_modules"
 AZURITE_BIN = NODE_MODULES / ".bin" / "azurite"
 COSMOS_SERVER_PACKAGE = NODE_MODULES / "@vercel" / "cosmosdb-server"
 COSMOS_LAUNCHER = Path(__file__).resolve().parent / "cosmos_launcher.js"
+ISSUER_PACKAGE = NODE_MODULES / "oauth2-mock-server"
+ISSUER_LAUNCHER = Path(__file__).resolve().parent / "issuer.mjs"
 
 AZURITE = "azurite"
 COSMOS = "cosmos"
 SERVICEBUS = "servicebus"
 EVENTGRID = "eventgrid"
-SERVICE_NAMES = (AZURITE, COSMOS, SERVICEBUS, EVENTGRID)
+IDENTITY = "identity"
+SERVICE_NAMES = (AZURITE, COSMOS, SERVICEBUS, EVENTGRID, IDENTITY)
 
 _PROBE_TIMEOUT_SECONDS = 1.0
 
@@ -52,7 +55,9 @@ def node_executable() -> str:
 
 def check_node_modules() -> None:
     """Fail with instructions when the local stand-ins are not installed."""
-    missing = [path for path in (AZURITE_BIN, COSMOS_SERVER_PACKAGE) if not path.exists()]
+    missing = [
+        path for path in (AZURITE_BIN, COSMOS_SERVER_PACKAGE, ISSUER_PACKAGE) if not path.exists()
+    ]
     if missing:
         raise StackError(
             f"the local stand-ins are not installed ({', '.join(map(str, missing))} missing); "
@@ -141,6 +146,41 @@ def cosmos_spec(port: int) -> ServiceSpec:
         ports={"cosmos": port},
         log_markers=(f"listening on https://127.0.0.1:{port}/",),
         probe=lambda: _cosmos_answers(port),
+    )
+
+
+def _issuer_answers(port: int, issuer: str) -> bool:
+    # The discovery document must already name the configured issuer (set after listening).
+    answer = _http_get(port, "/.well-known/openid-configuration", tls=False)
+    return (
+        answer is not None
+        and answer.status == 200
+        and f'"issuer":"{issuer}"'.encode() in (answer.body)
+    )
+
+
+def identity_spec(port: int, issuer: str, audience: str, data_dir: Path) -> ServiceSpec:
+    """The local OpenID Connect issuer (oauth2-mock-server behind ``issuer.mjs``); its signing
+    keys live in ``data_dir``, so they survive a stop_service/start_service outage."""
+    return ServiceSpec(
+        name=IDENTITY,
+        argv=(
+            node_executable(),
+            str(ISSUER_LAUNCHER),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--issuer",
+            issuer,
+            "--audience",
+            audience,
+            "--data-dir",
+            str(data_dir),
+        ),
+        ports={"issuer": port},
+        log_markers=(f"listening on http://127.0.0.1:{port}",),
+        probe=lambda: _issuer_answers(port, issuer),
     )
 
 

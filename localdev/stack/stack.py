@@ -45,6 +45,7 @@ from localdev.stack.services import (
     AZURITE,
     COSMOS,
     EVENTGRID,
+    IDENTITY,
     SERVICE_NAMES,
     SERVICEBUS,
     ServiceSpec,
@@ -58,6 +59,7 @@ from localdev.stack.state import (
     write_state,
 )
 from shared import names
+from shared.auth.permissions import LOCAL_AUDIENCE
 
 # Well-known, public development credentials (the same in every emulator installation).
 COSMOS_EMULATOR_KEY = (
@@ -87,6 +89,7 @@ class StackPorts:
     eventgrid: int = 60101
     # Not a stand-in: where the Functions host listens, so Event Grid can deliver to it.
     functions: int = 7071
+    issuer: int = 8091
 
     @classmethod
     def standard(cls) -> StackPorts:
@@ -94,7 +97,7 @@ class StackPorts:
 
     @classmethod
     def free(cls) -> StackPorts:
-        blob, queue, table, cosmos, servicebus, eventgrid, functions = free_ports(7)
+        blob, queue, table, cosmos, servicebus, eventgrid, functions, issuer = free_ports(8)
         return cls(
             blob=blob,
             queue=queue,
@@ -103,6 +106,7 @@ class StackPorts:
             servicebus=servicebus,
             eventgrid=eventgrid,
             functions=functions,
+            issuer=issuer,
         )
 
     def for_service(self, name: str) -> dict[str, int]:
@@ -114,6 +118,8 @@ class StackPorts:
             return {"servicebus": self.servicebus}
         if name == EVENTGRID:
             return {"eventgrid": self.eventgrid}
+        if name == IDENTITY:
+            return {"issuer": self.issuer}
         raise ValueError(f"unknown service {name!r}; expected one of {SERVICE_NAMES}")
 
 
@@ -197,6 +203,11 @@ class LocalStack:
         """Where the stack expects the Functions host (Event Grid delivers there)."""
         return f"http://127.0.0.1:{self.ports.functions}"
 
+    @property
+    def issuer_url(self) -> str:
+        """The local OpenID Connect issuer: its URL is the tokens' ``iss`` (no trailing slash)."""
+        return f"http://127.0.0.1:{self.ports.issuer}"
+
     def app_settings(self) -> dict[str, str]:
         """The app settings that point the app at this stack."""
         from localdev.eventgrid import LOCAL_TOPIC_KEY
@@ -211,6 +222,9 @@ class LocalStack:
             "ServiceBusConnection": self.servicebus_connection_string,
             "EVENTGRID_TOPIC_ENDPOINT": self.eventgrid_topic_endpoint,
             "EVENTGRID_TOPIC_KEY": LOCAL_TOPIC_KEY,
+            "AUTH_ISSUER": self.issuer_url,
+            "AUTH_AUDIENCE": LOCAL_AUDIENCE,
+            "AUTH_CUSTOMER_CLAIM": "sub",
         }
 
     def log_path(self, name: str) -> Path:
@@ -360,6 +374,10 @@ class LocalStack:
             data_dir.mkdir(parents=True, exist_ok=True)
             return services.azurite_spec(
                 self.ports.blob, self.ports.queue, self.ports.table, data_dir
+            )
+        if name == IDENTITY:
+            return services.identity_spec(
+                self.ports.issuer, self.issuer_url, LOCAL_AUDIENCE, self.workdir / "identity"
             )
         if name == SERVICEBUS:
             return services.servicebus_spec(

@@ -187,10 +187,12 @@ class FuzzRun:
         kind: str,
         *,
         expected: frozenset[int] | None = None,
+        session: requests.Session | None = None,
         **call_kwargs: Any,
     ) -> schemathesis.Response:
+        """``session``: instead of :attr:`session` (whose headers carry a valid token)."""
         label = case.operation.label
-        response = case.call(base_url=self.base_url, session=self.session, **call_kwargs)
+        response = case.call(base_url=self.base_url, session=session or self.session, **call_kwargs)
         self.requests_by_operation[label] += 1
         self.statuses[(label, response.status_code)] += 1
         checks = list(CONFORMANCE_CHECKS if kind == "hostile" else GENERATED_CASE_CHECKS)
@@ -542,6 +544,7 @@ def send_hostile(
     request: HostileRequest,
     *,
     webhook_secret: str | None,
+    session: requests.Session | None = None,
 ) -> None:
     headers = {name: value for name, value in request.headers.items() if value is not None}
     if webhook_secret is not None and "X-Signature" not in request.headers:
@@ -552,4 +555,4 @@ def send_hostile(
     call_kwargs: dict[str, Any] = {"data": request.body or b""}
     if request.raw_path is not None:
         call_kwargs["url"] = f"{run.base_url}{request.raw_path}"
-    run.send(case, "hostile", expected=request.expected, **call_kwargs)
+    run.send(case, "hostile", expected=request.expected, session=session, **call_kwargs)

@@ -299,7 +299,88 @@ def _send_webhook_case(
     return send
 
 
-def _fuzz_operation(run: FuzzRun, operation: FuzzOperation, seeded: Seeded) -> None:
+@dataclass(frozen=True)
+class TokenCase:
+    """An ``Authorization`` header (None: none) for a token-guarded operation, and whether the
+    app must refuse it as unauthenticated (401) or may let it through (a valid token that
+    lacks every scope and role: 403, or the base statuses where any token will do)."""
+
+    kind: str
+    authorization: str | None
+    unauthenticated: bool = True
+    query: Mapping[str, str] | None = None
+
+
+def token_cases(issuer: str) -> list[TokenCase]:
+    """Token-less and hostile-token requests: each is also in tests/unit/test_auth_tokens.py;
+    here they go through the whole app and must answer documented 401/403 problems."""
+    import base64
+
+    from localdev.tokens import request_token
+
+    def b64(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    valid = request_token(issuer, roles="Orders.ReadWrite.All")
+    header, payload, _ = valid.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return [
+        TokenCase("no token", None),
+        TokenCase("token in the query string", None, query={"access_token": valid}),
+        TokenCase("basic scheme", "Basic b3JkZXJmbG93OnNlY3JldA=="),
+        TokenCase("bearer without a token", "Bearer "),
+        TokenCase("not a JWT", "Bearer not-a-jwt"),
+        TokenCase("three junk segments", "Bearer a.b.c"),
+        TokenCase("oversized", "Bearer " + "x" * 9000),
+        TokenCase("alg none", f"Bearer {b64({'alg': 'none', 'kid': 'k'})}.{payload}."),
+        TokenCase("HS256", f"Bearer {b64({'alg': 'HS256', 'typ': 'JWT'})}.{payload}.c2ln"),
+        TokenCase("unknown kid", f"Bearer {b64({'alg': 'RS256', 'kid': 'nope'})}.{payload}.c2ln"),
+        TokenCase("tampered claims", f"Bearer {header}.{b64({**claims, 'sub': 'x'})}.{_}"),
+        TokenCase(
+            "expired",
+            f"Bearer {request_token(issuer, roles='Orders.ReadWrite.All', expires_in=-120)}",
+        ),
+        TokenCase(
+            "wrong audience",
+            f"Bearer {request_token(issuer, roles='Orders.ReadWrite.All', aud='api://other')}",
+        ),
+        TokenCase("no scope or role", f"Bearer {request_token(issuer)}", unauthenticated=False),
+    ]
+
+
+def _send_token_cases(
+    run: FuzzRun, operation: FuzzOperation, target: Target, cases: list[TokenCase]
+) -> None:
+    """Every token case with the operation's valid request, through a session without the
+    run's default token."""
+    import requests
+
+    base = target.base
+    with requests.Session() as bare:
+        for token_case in cases:
+            headers = dict(base.headers)
+            if token_case.authorization is not None:
+                headers["Authorization"] = token_case.authorization
+            if token_case.unauthenticated:
+                expected = frozenset({401})
+            elif operation.definition.raw["operationId"] == "get_inventory":
+                expected = base.statuses  # any valid token reads stock
+            else:
+                expected = frozenset({403})
+            request = HostileRequest(
+                kind=f"token: {token_case.kind}",
+                path_parameters=base.path_parameters,
+                headers=headers,
+                body=base.body,
+                expected=expected,
+                query=dict(token_case.query or {}),
+            )
+            send_hostile(run, operation, request, webhook_secret=None, session=bare)
+
+
+def _fuzz_operation(
+    run: FuzzRun, operation: FuzzOperation, seeded: Seeded, tokens: list[TokenCase]
+) -> None:
     """Positive, negative (when the operation has inputs) and hostile requests."""
     operation_id = operation.definition.raw["operationId"]
     is_webhook = operation_id == "payment_webhook"
@@ -336,6 +417,8 @@ def _fuzz_operation(run: FuzzRun, operation: FuzzOperation, seeded: Seeded) -> N
     for request in explicit_hostile_requests(target):
         send(request)
     _drive(drawn_hostile_requests(target), DRAWN_HOSTILE_EXAMPLES, send)
+    if operation.definition.raw.get("security"):
+        _send_token_cases(run, operation, target, tokens)
 
 
 def test_every_operation_survives_generated_and_hostile_requests(
@@ -387,10 +470,16 @@ def test_every_operation_survives_generated_and_hostile_requests(
             ),
         ),
     )
+    # Every generated and hostile request carries a valid token with every role (the app would
+    # otherwise answer 401 before looking at the request); token cases use a session without.
+    token = host.token()
+    run.session.headers["Authorization"] = f"Bearer {token}"
+    run.markers = (*run.markers, token or "")
+    tokens = token_cases(stack.issuer_url)
     started = time.monotonic()
     try:
         for operation in operations:
-            _fuzz_operation(run, operation, seeded)
+            _fuzz_operation(run, operation, seeded, tokens)
     finally:
         run.session.close()
     elapsed = time.monotonic() - started

@@ -19,7 +19,18 @@ SCENARIOS = ("health", "order-payment-fulfilled", "import")
 def run_smoke(app: IsolatedApp, *args: str) -> subprocess.CompletedProcess[str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("SMOKE_")}
     return subprocess.run(
-        [sys.executable, "-m", "smoke", "--base-url", app.host.url, "--timeout", "45", *args],
+        [
+            sys.executable,
+            "-m",
+            "smoke",
+            "--base-url",
+            app.host.url,
+            "--timeout",
+            "45",
+            "--token-url",
+            f"{app.stack.issuer_url}/token",
+            *args,
+        ],
         cwd=REPO_ROOT,
         env=environment,
         capture_output=True,

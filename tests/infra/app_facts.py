@@ -6,7 +6,6 @@ the app imports."""
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import os
 import re
@@ -177,13 +176,8 @@ def emitted_log_fields() -> set[str]:
 
 # -- Who may call what -------------------------------------------------------------------------
 
-# PENDING(issue 12, identity): the app's authorization defines the delegated scope and the app
-# roles once in shared/. Until that module is on main, this is the one marked place the contract
-# test (tests/infra/test_api_registration.py) reads the names from; `api_permissions` switches to
-# the module when it lands, and these constants go.
-_PENDING_DELEGATED_SCOPES = frozenset({"Orders.ReadWrite"})
-_PENDING_APP_ROLES = frozenset({"Orders.ReadWrite.All", "Inventory.ReadWrite", "Imports.Read"})
-
+# The app's authorization defines the delegated scope and the app roles once, in
+# shared/auth/permissions.py; the contract test (tests/infra/test_api_registration.py) reads them.
 
 @dataclass(frozen=True, slots=True)
 class ApiPermissions:
@@ -192,15 +186,10 @@ class ApiPermissions:
 
 
 def api_permissions() -> ApiPermissions:
-    """The scope and roles the app's authorization checks (shared.auth.permissions)."""
-    try:
-        permissions = importlib.import_module("shared.auth.permissions")
-    except ImportError:  # PENDING(issue 12): not on main yet
-        return ApiPermissions(_PENDING_DELEGATED_SCOPES, _PENDING_APP_ROLES)
-    return ApiPermissions(
-        frozenset(getattr(permissions, "DELEGATED_SCOPES")),  # noqa: B009
-        frozenset(getattr(permissions, "APP_ROLES")),  # noqa: B009
-    )
+    """The scope and roles the app's authorization checks."""
+    from shared.auth.permissions import APP_ROLES, DELEGATED_SCOPES
+
+    return ApiPermissions(frozenset(DELEGATED_SCOPES), frozenset(APP_ROLES))
 
 
 def route_prefix() -> str:

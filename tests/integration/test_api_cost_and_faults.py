@@ -19,6 +19,7 @@ from azure.core.exceptions import ServiceRequestError
 
 from blueprints import http_api
 from tests.fixtures.eventgrid import EventGridSink
+from tests.fixtures.stack import bearer_headers
 from tests.fixtures.transport import (
     ForwardingTransport,
     cosmos_through,
@@ -85,7 +86,7 @@ def call(  # noqa: PLR0917 - mirrors func.HttpRequest's own arguments
     request = func.HttpRequest(
         method,
         url,
-        headers={"Content-Type": "application/json", **(headers or {})},
+        headers={"Content-Type": "application/json", **bearer_headers(), **(headers or {})},
         route_params=route_params,
         params={},
         body=json.dumps(body).encode() if body is not None else b"",

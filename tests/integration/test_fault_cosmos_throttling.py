@@ -55,6 +55,7 @@ from shared.services.outbox import publish_outbox
 from shared.services.providers import fulfillment_service, order_service
 from tests.fixtures.eventgrid import EventGridSink
 from tests.fixtures.imports import direct_import_files, upload_direct
+from tests.fixtures.stack import bearer_headers
 from tests.fixtures.transport import (
     ForwardingTransport,
     cosmos_through,
@@ -133,7 +134,7 @@ def call(
     request = func.HttpRequest(
         method,
         f"http://localhost{path}",
-        headers={"Content-Type": "application/json", **headers},
+        headers={"Content-Type": "application/json", **bearer_headers(), **headers},
         route_params=params,
         params={},
         body=body,

@@ -229,3 +229,43 @@ def test_every_sample_setting_is_known_to_the_app() -> None:
 )
 def test_loopback_detection(url: str, expected: bool) -> None:
     assert is_loopback_url(url) is expected
+
+
+ENTRA_ISSUER = "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000001/v2.0"
+
+
+def test_token_settings_are_read_exactly() -> None:
+    settings = load_settings(
+        {**AZURE, "AUTH_ISSUER": ENTRA_ISSUER, "AUTH_AUDIENCE": "api://orderflow"}
+    )
+    assert settings.auth_issuer == ENTRA_ISSUER  # not normalised: compared exactly with iss
+    assert settings.auth_audience == "api://orderflow"
+    assert settings.auth_customer_claim == "sub"
+    sample = load_settings(sample_values())
+    assert (sample.auth_issuer, sample.auth_audience) == (
+        "http://127.0.0.1:8091",
+        "api://orderflow-local",
+    )
+
+
+@pytest.mark.parametrize(
+    ("environment", "issuer"),
+    [
+        ("azure", "http://127.0.0.1:8091"),  # plain http outside local
+        ("local", "http://issuer.example.com"),  # plain http off loopback
+        ("azure", "ftp://login.example.com/x"),
+        ("azure", "login.microsoftonline.com/tenant/v2.0"),
+        ("azure", "https://login.example.com/t/v2.0?x=1"),
+    ],
+)
+def test_an_unsafe_issuer_is_refused(environment: str, issuer: str) -> None:
+    env = {**AZURE, "ORDERFLOW_ENVIRONMENT": environment, "AUTH_ISSUER": issuer}
+    if environment == "local":
+        env = {**sample_values(), "AUTH_ISSUER": issuer}
+    with pytest.raises(ConfigurationError, match="AUTH_ISSUER"):
+        load_settings({**env, "AUTH_AUDIENCE": "api://x"})
+
+
+def test_a_bad_customer_claim_name_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="AUTH_CUSTOMER_CLAIM"):
+        load_settings({**AZURE, "AUTH_CUSTOMER_CLAIM": "has space"})

@@ -40,6 +40,8 @@ SDKS_FORBIDDEN_AT_INDEX_TIME = (
     "azure.monitor.opentelemetry",
     "opentelemetry",
     "msal",
+    "jwt",  # PyJWT loads with the first bearer token (cold start)
+    "cryptography",
     "aiohttp",
     "proton",
     "shared.api_docs",
@@ -83,6 +85,44 @@ def test_every_blueprint_is_registered_in_function_app() -> None:
 
 def test_host_accepts_the_indexed_names_and_routes() -> None:
     assert host_problems(repository_app_report().functions) == []
+
+
+def test_every_http_route_is_anonymous_to_the_host_and_declares_who_may_call_it() -> None:
+    """Functions keys are shared secrets, so no route relies on them: the host lets every
+    request through (auth level anonymous) and the app enforces each route's declared access
+    (a bearer token and its scope or role, or a stated reason to need none: health, the
+    OpenAPI document, the HMAC-signed payment webhook). tests/e2e/test_auth.py shows the
+    401/403 answers over HTTP."""
+    import azure.functions as func
+
+    from blueprints import api_docs, health, http_api
+    from blueprints._problems import route_access
+    from shared.openapi import OPERATIONS
+
+    documented = {op.function_name: op.access for op in OPERATIONS}
+    http_functions = 0
+    for function in repository_app_report().functions:
+        trigger = function.trigger
+        if trigger is None or trigger["type"] != "httpTrigger":
+            continue
+        http_functions += 1
+        assert trigger["authLevel"].lower() == "anonymous", function.name
+        assert function.name in documented, function.name
+    assert http_functions == len(documented)
+    checked = set()
+    for module in (http_api, health, api_docs):
+        for value in vars(module).values():
+            if not isinstance(value, func.decorators.function_app.FunctionBuilder):
+                continue
+            built = value.build()
+            name = str(built.get_function_name())
+            declared = route_access(built.get_user_function())
+            if declared is None:  # health: plain handlers, anonymous by design
+                assert not documented[name].requires_token, name
+            else:
+                assert declared == documented[name], name
+            checked.add(name)
+    assert checked == set(documented)
 
 
 def test_indexing_imports_no_azure_sdk() -> None:

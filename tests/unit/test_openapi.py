@@ -29,6 +29,25 @@ def test_every_http_function_is_documented_with_its_route_method_and_auth_level(
     assert documented == registered
 
 
+def test_every_token_operation_declares_its_security_and_401_403() -> None:
+    document = openapi_document()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["entraId"]["type"] == "oauth2"
+    for op in OPERATIONS:
+        operation = document["paths"][f"/api/{op.route}"][op.method]
+        if not op.access.requires_token:
+            assert operation["security"] == [], op.function_name
+            continue
+        assert operation["security"], op.function_name
+        named = {
+            p for requirement in operation["security"] for ps in requirement.values() for p in ps
+        }
+        assert named == {*op.access.scopes, *op.access.roles}, op.function_name
+        for status in ("401", "403"):
+            assert "WWW-Authenticate" in operation["responses"][status]["headers"]
+
+
 def test_document_is_openapi_3_1_with_resolvable_references() -> None:
     document = openapi_document()
     assert document["openapi"] == "3.1.0"

@@ -14,6 +14,7 @@ import azure.functions as func
 import pytest
 
 from blueprints._problems import PROBLEM_JSON, PROBLEM_TYPE, ProblemError, api_handler
+from shared.auth.policy import Access
 from shared.errors import OrderflowError
 from shared.observability import InvocationContext
 from tests.fixtures.app_errors import app_errors, sample
@@ -29,7 +30,7 @@ def _call(error: BaseException) -> func.HttpResponse:
     def handler(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
         raise error
 
-    return api_handler(handler)(_request(), None)  # type: ignore[arg-type]
+    return api_handler(Access.anonymous("a test route"))(handler)(_request(), None)  # type: ignore[arg-type]
 
 
 def test_the_walk_finds_the_app_errors() -> None:

@@ -1,0 +1,446 @@
+"""Bearer tokens (RFC 6750): taken from the ``Authorization`` header only, validated against the
+configured OpenID Connect issuer (``AUTH_ISSUER``) and audience (``AUTH_AUDIENCE``).
+
+What a token must be, checked in this order (cheap checks before any key lookup or crypto):
+
+1. at most ``MAX_TOKEN_BYTES``, three base64url segments, a JSON header and payload with no
+   duplicate member (PyJWT would silently keep the last one, so ``{"aud": A, "aud": B}`` could
+   mean different things to different parsers);
+2. ``alg`` RS256 or ES256 (never ``none``, never HMAC: an HS256 token "signed" with the public
+   key is refused before any key is looked at), no ``crit`` extensions, a ``kid``;
+3. signed by the issuer's key with that ``kid`` (the key's own type fixes the algorithm);
+4. ``iss`` exactly the configured issuer, ``aud`` exactly the configured audience, ``exp``
+   required, ``exp``/``nbf``/``iat`` within ``LEEWAY_SECONDS``, ``sub`` a string, ``scp`` a
+   space-separated string, ``roles`` a list of strings.
+
+Signing keys come from ``{issuer}/.well-known/openid-configuration`` -> ``jwks_uri`` and are
+cached (:class:`SigningKeys`): refreshed every ``KEY_REFRESH_SECONDS``, and on an unknown ``kid``
+at most once per ``UNKNOWN_KID_COOLDOWN_SECONDS`` (so a flood of made-up kids cannot hammer the
+issuer). While the issuer is unreachable the cached keys keep serving for up to
+``MAX_STALE_SECONDS``, like the Key Vault secrets cache; without cached keys the request gets 503
+with ``Retry-After`` (the token may be fine: 401 would tell the client to get a new one).
+
+Why PyJWT's ``PyJWKSet`` and ``jwt.decode`` rather than ``PyJWKClient``: the client fetches a
+fixed JWKS URL (no discovery), refetches on every unknown ``kid`` without a cooldown and has no
+stale-on-error mode, which are the three properties this cache exists for. Parsing keys and
+verifying tokens is still PyJWT's own, well-reviewed code.
+
+PyJWT (and ``cryptography``) load on the first token, never at import time (cold start).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import http.client
+import json
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, Final
+
+from shared.auth.policy import Caller
+from shared.config import get_settings, is_loopback_url
+from shared.errors import (
+    AuthenticationRequiredError,
+    ConfigurationError,
+    DependencyUnavailableError,
+    InvalidTokenError,
+)
+from shared.observability import get_logger
+from shared.process_state import on_reset
+
+if TYPE_CHECKING:
+    from jwt import PyJWK
+
+ALLOWED_ALGORITHMS: Final = ("RS256", "ES256")
+MAX_TOKEN_BYTES: Final = 16 * 1024  # Entra ID tokens with many claims stay far below this
+LEEWAY_SECONDS: Final = 30  # clock skew between the issuer and this instance
+KEY_REFRESH_SECONDS: Final = 3600.0  # Entra ID rotates keys with weeks of overlap
+UNKNOWN_KID_COOLDOWN_SECONDS: Final = 5.0
+MAX_STALE_SECONDS: Final = 24 * 3600.0
+FETCH_TIMEOUT_SECONDS: Final = 3.0  # per discovery / JWKS request
+MAX_DOCUMENT_BYTES: Final = 1024 * 1024
+RETRY_AFTER_SECONDS: Final = 5
+IDENTITY_PROVIDER: Final = "identity provider"
+
+# RFC 6750 section 2.1: b64token after "Bearer" and one or more spaces.
+_BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-]*$")
+
+_log = get_logger("auth")
+
+
+class IssuerFetchError(Exception):
+    """The issuer's discovery document or JWKS could not be read (network, status, format)."""
+
+
+def fetch_json(url: str, *, timeout: float = FETCH_TIMEOUT_SECONDS) -> Any:
+    """GET ``url`` and parse its JSON body: the only outbound call of token validation.
+
+    http.client rather than urllib: no redirects, no proxies or other schemes, a hard size
+    limit. ``timeout`` bounds connecting and each read. Raises IssuerFetchError.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise IssuerFetchError(f"not an http(s) URL: {url}")
+    connection_type = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    connection = connection_type(parts.hostname, parts.port, timeout=timeout)
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    try:
+        connection.request("GET", path, headers={"Accept": "application/json"})
+        response = connection.getresponse()
+        body = response.read(MAX_DOCUMENT_BYTES + 1)
+    except (OSError, http.client.HTTPException) as error:
+        raise IssuerFetchError(f"GET {url} failed: {type(error).__name__}: {error}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise IssuerFetchError(f"GET {url} answered {response.status}")
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise IssuerFetchError(f"GET {url} answered more than {MAX_DOCUMENT_BYTES} bytes")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise IssuerFetchError(f"GET {url} did not answer JSON") from None
+
+
+Fetch = Callable[[str], Any]
+
+
+def _default_fetch(url: str) -> Any:
+    return fetch_json(url)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeySet:
+    keys: Mapping[str, PyJWK]
+    fetched_at: float
+
+
+class SigningKeys:
+    """The issuer's signing keys by ``kid``, cached as the module docstring says. Thread-safe."""
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        allow_http: bool = False,
+        fetch: Fetch = _default_fetch,
+        clock: Callable[[], float] = time.monotonic,
+        refresh_seconds: float = KEY_REFRESH_SECONDS,
+        cooldown_seconds: float = UNKNOWN_KID_COOLDOWN_SECONDS,
+        max_stale_seconds: float = MAX_STALE_SECONDS,
+    ) -> None:
+        self.issuer = issuer
+        self._allow_http = allow_http
+        self._fetch = fetch
+        self._clock = clock
+        self._refresh_seconds = refresh_seconds
+        self._cooldown_seconds = cooldown_seconds
+        self._max_stale_seconds = max_stale_seconds
+        self._lock = threading.Lock()
+        self._keys: _KeySet | None = None
+        self._jwks_uri: str | None = None
+        self._attempted_at: float | None = None  # last fetch attempt, successful or not
+        self._last_failed = False
+        self.fetches = 0  # JWKS documents fetched (tests and benchmarks read it)
+
+    def key(self, kid: str) -> PyJWK:
+        """The key with this ``kid``. Raises InvalidTokenError for a key the issuer does not
+        have, DependencyUnavailableError when the issuer cannot be asked and nothing usable is
+        cached."""
+        cached = self._keys
+        now = self._clock()
+        if (
+            cached is not None
+            and kid in cached.keys
+            and now - cached.fetched_at < self._refresh_seconds
+        ):
+            return cached.keys[kid]
+        with self._lock:
+            now = self._clock()
+            cached = self._keys
+            fresh = cached is not None and now - cached.fetched_at < self._refresh_seconds
+            if cached is not None and kid in cached.keys and fresh:
+                return cached.keys[kid]  # another thread refreshed while this one waited
+            recently = (
+                self._attempted_at is not None and now - self._attempted_at < self._cooldown_seconds
+            )
+            if not recently:
+                try:
+                    self._refresh(now)
+                except IssuerFetchError as error:
+                    self._attempted_at, self._last_failed = now, True
+                    _log.warning("cannot read the issuer's signing keys: %s", error)
+                except ConfigurationError:
+                    self._attempted_at, self._last_failed = now, True
+                    raise
+                else:
+                    self._attempted_at, self._last_failed = now, False
+                cached = self._keys
+            return self._from_cache(cached, kid, now)
+
+    def _from_cache(self, cached: _KeySet | None, kid: str, now: float) -> PyJWK:
+        usable = self._refresh_seconds + self._max_stale_seconds
+        if cached is not None and kid in cached.keys and now - cached.fetched_at < usable:
+            return cached.keys[kid]  # stale while the issuer is unreachable
+        if self._last_failed or cached is None:
+            raise DependencyUnavailableError(
+                IDENTITY_PROVIDER,
+                "the token issuer's signing keys cannot be read",
+                retry_after_seconds=RETRY_AFTER_SECONDS,
+            )
+        raise InvalidTokenError(
+            "the token is signed with a key the issuer does not publish; get a new token",
+            f"kid {kid!r} is not in the issuer's JWKS",
+        )
+
+    def _refresh(self, now: float) -> None:
+        """Read the JWKS (discovering its URL first, once) and replace the cached keys."""
+        jwks_uri = self._jwks_uri or self._discover()
+        try:
+            document = self._fetch(jwks_uri)
+        except IssuerFetchError:
+            self._jwks_uri = None  # the next refresh reads the discovery document again
+            raise
+        keys = parse_jwks(document)
+        self._jwks_uri = jwks_uri
+        self._keys = _KeySet(keys, now)
+        self.fetches += 1
+
+    def _discover(self) -> str:
+        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        document = self._fetch(url)
+        if not isinstance(document, dict):
+            raise IssuerFetchError(f"{url} is not a JSON object")
+        if document.get("issuer") != self.issuer:
+            # A misconfiguration, not an outage: for Entra ID use the tenant id, not a domain.
+            raise ConfigurationError(
+                "AUTH_ISSUER",
+                f"is {self.issuer!r} but the issuer's discovery document names "
+                f"{document.get('issuer')!r}; they must be equal",
+            )
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise IssuerFetchError(f"{url} has no jwks_uri")
+        scheme = urllib.parse.urlsplit(jwks_uri).scheme
+        if scheme != "https" and not (
+            scheme == "http" and self._allow_http and is_loopback_url(jwks_uri)
+        ):
+            raise IssuerFetchError(f"jwks_uri {jwks_uri!r} is not https")
+        return jwks_uri
+
+
+def parse_jwks(document: Any) -> dict[str, PyJWK]:
+    """Signing keys by kid from a JWKS document: RSA (RS256) and EC P-256 (ES256) keys with a
+    ``kid``, ``use`` absent or ``sig``; other keys are skipped. Raises IssuerFetchError when
+    none is usable."""
+    from jwt import PyJWK
+    from jwt.exceptions import PyJWTError
+
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise IssuerFetchError("the JWKS has no keys array")
+    keys: dict[str, PyJWK] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+            continue
+        if entry.get("use", "sig") != "sig" or entry.get("kty") not in ("RSA", "EC"):
+            continue
+        try:
+            key = PyJWK(entry)
+        except PyJWTError:
+            continue
+        if key.algorithm_name in ALLOWED_ALGORITHMS:
+            keys[entry["kid"]] = key
+    if not keys:
+        raise IssuerFetchError("the JWKS has no usable RS256/ES256 signing key")
+    return keys
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token in an ``Authorization: Bearer <token>`` header. Raises
+    AuthenticationRequiredError when the header is missing, uses another scheme or is
+    malformed."""
+    if authorization is None or not authorization.strip():
+        raise AuthenticationRequiredError(
+            "this operation needs a bearer token: send Authorization: Bearer <token>"
+        )
+    match = _BEARER.match(authorization)
+    if match is None:
+        if authorization.split(" ", 1)[0].lower() != "bearer":
+            raise AuthenticationRequiredError(
+                "only bearer tokens are accepted: send Authorization: Bearer <token>"
+            )
+        raise AuthenticationRequiredError(
+            "the Authorization header is malformed: send Authorization: Bearer <token>"
+        )
+    return match.group(1)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate member {key!r}")
+        result[key] = value
+    return result
+
+
+def _segment(segment: str, what: str) -> dict[str, Any]:
+    if not _SEGMENT.match(segment):
+        raise InvalidTokenError("the token is malformed", f"the {what} is not base64url")
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except (binascii.Error, ValueError, RecursionError) as error:
+        raise InvalidTokenError("the token is malformed", f"the {what}: {error}") from None
+    if not isinstance(value, dict):
+        raise InvalidTokenError("the token is malformed", f"the {what} is not a JSON object")
+    return value
+
+
+class TokenValidator:
+    """Validates access tokens of one issuer for one audience (module docstring)."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        *,
+        customer_claim: str = "sub",
+        keys: SigningKeys | None = None,
+        leeway_seconds: float = LEEWAY_SECONDS,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.customer_claim = customer_claim
+        self.keys = keys or SigningKeys(issuer)
+        self.leeway_seconds = leeway_seconds
+
+    def validate(self, token: str) -> Caller:
+        """The caller a token names, or InvalidTokenError (DependencyUnavailableError when the
+        issuer's keys cannot be read)."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidTokenError(
+                "the token is too large", f"{len(token)} bytes > {MAX_TOKEN_BYTES}"
+            )
+        segments = token.split(".")
+        if len(segments) != 3:
+            raise InvalidTokenError(
+                "the token is malformed", f"{len(segments)} segments, expected a signed JWT"
+            )
+        header = _segment(segments[0], "header")
+        _segment(segments[1], "payload")  # duplicates and syntax, before any crypto
+        algorithm = header.get("alg")
+        if algorithm not in ALLOWED_ALGORITHMS:
+            raise InvalidTokenError(
+                "the token's signing algorithm is not accepted (RS256 or ES256 only)",
+                f"alg {algorithm!r}",
+            )
+        if "crit" in header:
+            raise InvalidTokenError("the token is not accepted", "crit header present")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > 256:
+            raise InvalidTokenError("the token has no key id (kid)", f"kid {kid!r}")
+        key = self.keys.key(kid)
+        claims = self._verified_claims(token, key, algorithm)
+        return self._caller(claims)
+
+    def _verified_claims(self, token: str, key: PyJWK, algorithm: str) -> dict[str, Any]:
+        import jwt
+
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_seconds,
+                options={"require": ["exp", "iss", "aud", "sub"], "strict_aud": True},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidTokenError("the token has expired; get a new one", "exp passed") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidTokenError(
+                "the token is not valid yet (nbf/iat in the future)", "nbf or iat in the future"
+            ) from None
+        except jwt.InvalidAudienceError as error:
+            raise InvalidTokenError(
+                f"the token is for another audience; request one for {self.audience}",
+                f"aud: {error}",
+            ) from None
+        except jwt.InvalidIssuerError as error:
+            raise InvalidTokenError(
+                f"the token is from another issuer; this API accepts tokens of {self.issuer}",
+                f"iss: {error}",
+            ) from None
+        except jwt.MissingRequiredClaimError as error:
+            raise InvalidTokenError(
+                f"the token lacks the {error.claim} claim", f"missing {error.claim}"
+            ) from None
+        except jwt.InvalidSignatureError:
+            raise InvalidTokenError(
+                "the token's signature is invalid", "signature verification failed"
+            ) from None
+        except jwt.PyJWTError as error:
+            raise InvalidTokenError(
+                "the token is invalid", f"{type(error).__name__}: {error}"
+            ) from None
+
+    def _caller(self, claims: Mapping[str, Any]) -> Caller:
+        subject = claims["sub"]
+        scp = claims.get("scp", "")
+        roles = claims.get("roles", [])
+        client_id = claims.get("azp", claims.get("appid"))
+        customer = claims.get(self.customer_claim)
+        if not isinstance(subject, str) or not subject:
+            raise InvalidTokenError("the token's sub claim is invalid", "sub is not a string")
+        if not isinstance(scp, str):
+            raise InvalidTokenError("the token's scp claim is invalid", "scp is not a string")
+        if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+            raise InvalidTokenError(
+                "the token's roles claim is invalid", "roles is not a list of strings"
+            )
+        return Caller(
+            subject=subject,
+            client_id=client_id if isinstance(client_id, str) else None,
+            scopes=frozenset(scp.split()),
+            roles=frozenset(roles),
+            customer=customer if isinstance(customer, str) and customer else None,
+        )
+
+
+@cache
+def token_validator() -> TokenValidator:
+    """The process-wide validator for the configured issuer; ConfigurationError when the
+    app has no issuer or audience configured (protected routes then answer 503)."""
+    settings = get_settings()
+    if settings.auth_issuer is None or settings.auth_audience is None:
+        raise ConfigurationError(
+            "AUTH_ISSUER",
+            "and AUTH_AUDIENCE are required: every protected route validates bearer tokens",
+        )
+    keys = SigningKeys(settings.auth_issuer, allow_http=settings.environment == "local")
+    return TokenValidator(
+        settings.auth_issuer,
+        settings.auth_audience,
+        customer_claim=settings.auth_customer_claim,
+        keys=keys,
+    )
+
+
+@on_reset
+def reset_token_validator() -> None:
+    """Forget the validator and its cached keys (tests, or after changing settings)."""
+    token_validator.cache_clear()

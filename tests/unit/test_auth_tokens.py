@@ -1,0 +1,442 @@
+"""The bearer-token validator and the signing-key cache, with keys this test makes: every hostile
+token the issue lists, and the cache's refresh, cooldown and stale-on-error behaviour. The
+issuer is a dictionary of documents here; tests/e2e/test_auth*.py use the real local issuer."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from shared.auth.policy import Caller
+from shared.auth.tokens import (
+    MAX_TOKEN_BYTES,
+    IssuerFetchError,
+    SigningKeys,
+    TokenValidator,
+    bearer_token,
+)
+from shared.errors import (
+    AuthenticationRequiredError,
+    ConfigurationError,
+    DependencyUnavailableError,
+    InvalidTokenError,
+)
+
+ISSUER = "https://login.example.test/tenant-1/v2.0"
+AUDIENCE = "api://orderflow-test"
+DISCOVERY = f"{ISSUER}/.well-known/openid-configuration"
+JWKS = "https://login.example.test/tenant-1/discovery/v2.0/keys"
+
+
+def _rsa() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+RSA_KEY = _rsa()
+OTHER_RSA_KEY = _rsa()
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _jwk(key: Any, kid: str) -> dict[str, Any]:
+    public = key.public_key()
+    text = (
+        RSAAlgorithm.to_jwk(public)
+        if isinstance(key, rsa.RSAPrivateKey)
+        else ECAlgorithm.to_jwk(public)
+    )
+    return {**json.loads(text), "kid": kid, "use": "sig"}
+
+
+class Issuer:
+    """Discovery and JWKS documents by URL; ``down`` makes every fetch fail."""
+
+    def __init__(self, *keys: tuple[Any, str]) -> None:
+        self.keys = list(keys)
+        self.down = False
+        self.calls: list[str] = []
+
+    def fetch(self, url: str) -> Any:
+        self.calls.append(url)
+        if self.down:
+            raise IssuerFetchError("connection refused")
+        if url == DISCOVERY:
+            return {"issuer": ISSUER, "jwks_uri": JWKS}
+        if url == JWKS:
+            return {"keys": [_jwk(key, kid) for key, kid in self.keys]}
+        raise IssuerFetchError(f"404 {url}")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "alice",
+        "azp": "client-1",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "scp": "Orders.ReadWrite",
+    }
+    claims.update(overrides)
+    return {key: value for key, value in claims.items() if value is not None}
+
+
+def sign(
+    claims: dict[str, Any] | None = None,
+    *,
+    key: Any = RSA_KEY,
+    kid: str | None = "k1",
+    algorithm: str = "RS256",
+    headers: dict[str, Any] | None = None,
+) -> str:
+    extra = dict(headers or {})
+    if kid is not None:
+        extra["kid"] = kid
+    return jwt.encode(claims or _claims(), key, algorithm=algorithm, headers=extra)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _validator(issuer: Issuer, clock: Clock | None = None, **options: Any) -> TokenValidator:
+    keys = SigningKeys(ISSUER, fetch=issuer.fetch, clock=clock or Clock(), **options)
+    return TokenValidator(ISSUER, AUDIENCE, keys=keys)
+
+
+@pytest.fixture
+def issuer() -> Issuer:
+    return Issuer((RSA_KEY, "k1"), (EC_KEY, "e1"))
+
+
+def _refused(validator: TokenValidator, token: str) -> InvalidTokenError:
+    with pytest.raises(InvalidTokenError) as caught:
+        validator.validate(token)
+    if len(token) > 8:  # noqa: PLR2004 - a short token's text may occur in any message
+        assert token not in caught.value.detail
+        assert token not in caught.value.reason
+    return caught.value
+
+
+# ------------------------------------------------------------------ valid tokens
+
+
+def test_a_valid_rs256_token_names_its_caller(issuer: Issuer) -> None:
+    caller = _validator(issuer).validate(sign(_claims(roles=["Imports.Read"])))
+    assert caller == Caller(
+        subject="alice",
+        client_id="client-1",
+        scopes=frozenset({"Orders.ReadWrite"}),
+        roles=frozenset({"Imports.Read"}),
+        customer="alice",
+    )
+
+
+def test_a_valid_es256_token_is_accepted(issuer: Issuer) -> None:
+    token = sign(key=EC_KEY, kid="e1", algorithm="ES256")
+    assert _validator(issuer).validate(token).subject == "alice"
+
+
+def test_v1_tokens_name_the_client_in_appid_and_the_customer_claim_is_configurable(
+    issuer: Issuer,
+) -> None:
+    keys = SigningKeys(ISSUER, fetch=issuer.fetch)
+    validator = TokenValidator(ISSUER, AUDIENCE, customer_claim="oid", keys=keys)
+    caller = validator.validate(sign(_claims(azp=None, appid="legacy-app", oid="oid-7")))
+    assert (caller.client_id, caller.customer) == ("legacy-app", "oid-7")
+    assert validator.validate(sign(_claims())).customer is None  # no oid claim
+
+
+# ------------------------------------------------------------------ hostile tokens
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hint"),
+    [
+        ({"exp": int(time.time()) - 120}, "expired"),
+        ({"nbf": int(time.time()) + 600}, "not valid yet"),
+        ({"iat": int(time.time()) + 600}, "not valid yet"),
+        ({"iss": "https://login.example.test/other/v2.0"}, "another issuer"),
+        ({"iss": ISSUER + "/"}, "another issuer"),  # exact comparison, no normalisation
+        ({"aud": "api://someone-else"}, "another audience"),
+        ({"aud": [AUDIENCE, "api://other"]}, "audience"),  # strict: one audience, this one
+        ({"exp": None}, "exp"),
+        ({"sub": None}, "sub"),
+        ({"aud": None}, "aud"),
+        ({"scp": ["Orders.ReadWrite"]}, "scp"),
+        ({"roles": "Orders.ReadWrite.All"}, "roles"),
+        ({"roles": [1, 2]}, "roles"),
+    ],
+)
+def test_claims_are_checked(issuer: Issuer, overrides: dict[str, Any], hint: str) -> None:
+    error = _refused(_validator(issuer), sign(_claims(**overrides)))
+    assert hint in error.detail
+
+
+def test_a_small_clock_skew_is_tolerated(issuer: Issuer) -> None:
+    token = sign(_claims(exp=int(time.time()) - 10, nbf=int(time.time()) + 10))
+    assert _validator(issuer).validate(token).subject == "alice"
+
+
+def test_alg_none_is_refused_before_any_key_lookup(issuer: Issuer) -> None:
+    header = _b64(json.dumps({"alg": "none", "kid": "k1"}).encode())
+    payload = _b64(json.dumps(_claims()).encode())
+    validator = _validator(issuer)
+    assert "algorithm" in _refused(validator, f"{header}.{payload}.").detail
+    assert issuer.calls == []
+
+
+def test_hs256_signed_with_the_public_key_is_refused(issuer: Issuer) -> None:
+    """The classic algorithm confusion: an HMAC 'signature' keyed with the published key."""
+    public_pem = RSA_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = _b64(json.dumps({"alg": "HS256", "kid": "k1", "typ": "JWT"}).encode())
+    payload = _b64(json.dumps(_claims()).encode())
+    import hashlib
+    import hmac
+
+    mac = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    validator = _validator(issuer)
+    assert "algorithm" in _refused(validator, f"{header}.{payload}.{_b64(mac)}").detail
+    assert issuer.calls == []
+
+
+def test_an_rs256_header_on_an_ec_key_is_refused(issuer: Issuer) -> None:
+    """The key's own type fixes the algorithm: a token cannot pick another one for it."""
+    token = sign(key=RSA_KEY, kid="e1", algorithm="RS256")
+    _refused(_validator(issuer), token)
+
+
+@pytest.mark.parametrize("algorithm", ["RS384", "PS256", "ES384", "HS512", "EdDSA"])
+def test_only_rs256_and_es256_are_accepted(issuer: Issuer, algorithm: str) -> None:
+    header = _b64(json.dumps({"alg": algorithm, "kid": "k1"}).encode())
+    payload = _b64(json.dumps(_claims()).encode())
+    assert "algorithm" in _refused(_validator(issuer), f"{header}.{payload}.c2ln").detail
+
+
+def test_a_wrong_signature_is_refused(issuer: Issuer) -> None:
+    forged = sign(key=OTHER_RSA_KEY, kid="k1")
+    assert "signature" in _refused(_validator(issuer), forged).detail
+    good = sign()
+    tampered_payload = _b64(json.dumps(_claims(sub="mallory")).encode())
+    header, _, signature = good.split(".")
+    assert (
+        "signature"
+        in _refused(_validator(issuer), f"{header}.{tampered_payload}.{signature}").detail
+    )
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c.d",
+        "!!!.e30.sig",
+        f"{_b64(b'not json')}.{_b64(b'{}')}.c2ln",
+        f"{_b64(b'[1]')}.{_b64(b'{}')}.c2ln",
+        f"{_b64(json.dumps({'alg': 'RS256', 'kid': 'k1'}).encode())}.{_b64(b'[]')}.c2ln",
+        f"{_b64(json.dumps({'alg': 'RS256', 'kid': 'k1'}).encode())}.@@@.c2ln",
+    ],
+)
+def test_malformed_tokens_are_refused(issuer: Issuer, token: str) -> None:
+    _refused(_validator(issuer), token)
+
+
+def test_an_oversized_token_is_refused_without_parsing(issuer: Issuer) -> None:
+    token = sign(_claims(padding="x" * MAX_TOKEN_BYTES))
+    assert "too large" in _refused(_validator(issuer), token).detail
+    assert issuer.calls == []
+
+
+def test_duplicate_claims_are_refused(issuer: Issuer) -> None:
+    """PyJWT would keep the last "aud"; another parser the first: the token is ambiguous."""
+    header = _b64(json.dumps({"alg": "RS256", "kid": "k1", "typ": "JWT"}).encode())
+    claims = json.dumps(_claims())[:-1] + ', "aud": "api://someone-else"}'
+    payload = _b64(claims.encode())
+    signing_input = f"{header}.{payload}".encode()
+    signature = RSAAlgorithm(RSAAlgorithm.SHA256).sign(signing_input, RSA_KEY)
+    error = _refused(_validator(issuer), f"{header}.{payload}.{_b64(signature)}")
+    assert "duplicate" in error.reason
+
+
+def test_duplicate_header_members_are_refused(issuer: Issuer) -> None:
+    header = _b64(b'{"alg": "RS256", "kid": "k1", "kid": "e1"}')
+    payload = _b64(json.dumps(_claims()).encode())
+    assert "duplicate" in _refused(_validator(issuer), f"{header}.{payload}.c2ln").reason
+
+
+def test_a_token_without_kid_or_with_crit_is_refused(issuer: Issuer) -> None:
+    assert "kid" in _refused(_validator(issuer), sign(kid=None)).detail
+    _refused(_validator(issuer), sign(headers={"crit": ["exp"], "exp": 1}))
+
+
+# ------------------------------------------------------------------ the key cache
+
+
+def test_keys_are_discovered_once_and_cached(issuer: Issuer) -> None:
+    validator = _validator(issuer)
+    for _ in range(5):
+        validator.validate(sign())
+    assert issuer.calls == [DISCOVERY, JWKS]
+
+
+def test_an_unknown_kid_refreshes_once_then_waits_for_the_cooldown(issuer: Issuer) -> None:
+    clock = Clock()
+    validator = _validator(issuer, clock, cooldown_seconds=5.0)
+    validator.validate(sign())
+    issuer.calls.clear()
+    for number in range(50):  # a flood of made-up kids
+        clock.now += 0.01
+        _refused(validator, sign(kid=f"bogus-{number}"))
+    assert issuer.calls == []  # the cache was filled moments ago: within the cooldown
+    clock.now += 5
+    _refused(validator, sign(kid="bogus-late"))
+    assert issuer.calls == [JWKS]
+
+
+def test_rotation_new_key_works_at_once_old_keeps_working_until_it_leaves(issuer: Issuer) -> None:
+    clock = Clock()
+    validator = _validator(issuer, clock, cooldown_seconds=5.0)
+    old_token = sign()
+    validator.validate(old_token)
+    clock.now += 6  # past the cooldown since the first fetch
+    new_key = _rsa()
+    issuer.keys.append((new_key, "k2"))  # the issuer publishes the new key, then signs with it
+    assert validator.validate(sign(key=new_key, kid="k2")).subject == "alice"
+    assert validator.validate(old_token).subject == "alice"
+    issuer.keys = [(new_key, "k2")]  # the old key leaves the JWKS
+    clock.now += 3601  # the next scheduled refresh
+    assert validator.validate(sign(key=new_key, kid="k2")).subject == "alice"
+    _refused(validator, old_token)
+
+
+def test_issuer_down_with_a_warm_cache_serves_the_cached_keys(issuer: Issuer) -> None:
+    clock = Clock()
+    validator = _validator(issuer, clock)
+    validator.validate(sign())
+    issuer.down = True
+    clock.now += 7200  # past the refresh interval: the refresh fails, the cached keys serve
+    assert validator.validate(sign()).subject == "alice"
+    assert validator.validate(sign(key=EC_KEY, kid="e1", algorithm="ES256")).subject == "alice"
+    # An unknown kid cannot be judged while the issuer is down: 503, not 401.
+    with pytest.raises(DependencyUnavailableError):
+        validator.validate(sign(kid="unknown"))
+
+
+def test_issuer_down_with_a_cold_cache_is_unavailable_not_unauthorized(issuer: Issuer) -> None:
+    issuer.down = True
+    clock = Clock()
+    validator = _validator(issuer, clock, cooldown_seconds=5.0)
+    with pytest.raises(DependencyUnavailableError) as caught:
+        validator.validate(sign())
+    assert caught.value.retry_after_seconds > 0
+    calls = len(issuer.calls)
+    with pytest.raises(DependencyUnavailableError):
+        validator.validate(sign())  # within the cooldown: the issuer is not asked again
+    assert len(issuer.calls) == calls
+    issuer.down = False
+    clock.now += 5
+    assert validator.validate(sign()).subject == "alice"  # back as soon as the issuer is
+
+
+def test_cached_keys_expire_after_the_stale_limit(issuer: Issuer) -> None:
+    clock = Clock()
+    validator = _validator(issuer, clock, refresh_seconds=100, max_stale_seconds=1000)
+    validator.validate(sign())
+    issuer.down = True
+    clock.now += 500
+    validator.validate(sign())
+    clock.now += 1000
+    with pytest.raises(DependencyUnavailableError):
+        validator.validate(sign())
+
+
+def test_a_discovery_document_for_another_issuer_is_a_configuration_error() -> None:
+    def fetch(url: str) -> Any:
+        return {"issuer": "https://login.example.test/other/v2.0", "jwks_uri": JWKS}
+
+    validator = TokenValidator(ISSUER, AUDIENCE, keys=SigningKeys(ISSUER, fetch=fetch))
+    with pytest.raises(ConfigurationError, match="AUTH_ISSUER"):
+        validator.validate(sign())
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"keys": []},
+        {"keys": "nope"},
+        {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "k1"}]},  # symmetric: never
+        {"keys": [{**_jwk(RSA_KEY, "k1"), "use": "enc"}]},
+        {"keys": [{"kty": "RSA", "kid": "k1", "n": "bad", "e": "AQAB"}]},
+    ],
+)
+def test_a_jwks_without_usable_signing_keys_is_an_outage(document: dict[str, Any]) -> None:
+    def fetch(url: str) -> Any:
+        return {"issuer": ISSUER, "jwks_uri": JWKS} if url == DISCOVERY else document
+
+    validator = TokenValidator(ISSUER, AUDIENCE, keys=SigningKeys(ISSUER, fetch=fetch))
+    with pytest.raises(DependencyUnavailableError):
+        validator.validate(sign())
+
+
+def test_a_plain_http_jwks_uri_is_refused_unless_local_and_loopback() -> None:
+    documents: dict[str, Callable[[], Any]] = {}
+
+    def fetch(url: str) -> Any:
+        return documents[url]()
+
+    local_issuer = "http://127.0.0.1:8091"
+    documents[f"{local_issuer}/.well-known/openid-configuration"] = lambda: {
+        "issuer": local_issuer,
+        "jwks_uri": f"{local_issuer}/jwks",
+    }
+    documents[f"{local_issuer}/jwks"] = lambda: {"keys": [_jwk(RSA_KEY, "k1")]}
+    token = sign(_claims(iss=local_issuer))
+    strict = TokenValidator(local_issuer, AUDIENCE, keys=SigningKeys(local_issuer, fetch=fetch))
+    with pytest.raises(DependencyUnavailableError):
+        strict.validate(token)
+    local = TokenValidator(
+        local_issuer, AUDIENCE, keys=SigningKeys(local_issuer, fetch=fetch, allow_http=True)
+    )
+    assert local.validate(token).subject == "alice"
+
+
+# ------------------------------------------------------------------ the Authorization header
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [("Bearer abc.def.ghi", "abc.def.ghi"), ("bearer   abc.def.ghi", "abc.def.ghi")],
+)
+def test_bearer_token_from_the_header(header: str, token: str) -> None:
+    assert bearer_token(header) == token
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "   ", "Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "Bearer a\nb", "Token x"],
+)
+def test_missing_or_malformed_credentials(header: str | None) -> None:
+    with pytest.raises(AuthenticationRequiredError):
+        bearer_token(header)
