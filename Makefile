@@ -44,7 +44,8 @@ clean:
 	rm -rf .localdev .mypy_cache .ruff_cache .pytest_cache
 
 # End-to-end smoke tests against a running app, local or deployed (docs/SMOKE.md):
-#   make smoke BASE_URL=https://<app>.azurewebsites.net FUNCTION_KEY=<master key> [WEBHOOK_SECRET=...]
+#   make smoke BASE_URL=https://<app>.azurewebsites.net TOKEN=<bearer token> [WEBHOOK_SECRET=...]
+#   (locally the token comes from the local issuer by itself)
 #     [STORAGE_ACCOUNT_URL=https://<account>.blob.core.windows.net | STORAGE_CONNECTION_STRING=...]
 #     [RATE_LIMIT_CALLS=<the gateway's per-caller limit>: also expect its 429 in a bounded loop]
 # Secrets reach the command through the environment, never its arguments.
@@ -52,6 +53,7 @@ clean:
 BASE_URL ?= http://127.0.0.1:7071
 TIMEOUT ?= 60
 smoke: export SMOKE_FUNCTION_KEY := $(FUNCTION_KEY)
+smoke: export SMOKE_TOKEN := $(or $(TOKEN),$(SMOKE_TOKEN))
 smoke: export SMOKE_WEBHOOK_SECRET := $(WEBHOOK_SECRET)
 smoke: export SMOKE_STORAGE_CONNECTION_STRING := $(STORAGE_CONNECTION_STRING)
 smoke: export SMOKE_STORAGE_ACCOUNT_URL := $(STORAGE_ACCOUNT_URL)

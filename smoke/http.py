@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
-import urllib.parse
 from urllib.parse import urlsplit
 
 FUNCTION_KEY_HEADER = "x-functions-key"
@@ -86,7 +86,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 # The local issuer's token endpoint (make run); its tokens carry the roles the form asks for.
-LOCAL_TOKEN_URL = "http://127.0.0.1:8091/token"
+LOCAL_TOKEN_URL = "http://127.0.0.1:8091/token"  # noqa: S105 - a URL, not a secret
 # The app roles the scenarios need (set stock, any customer's orders, import status).
 SMOKE_ROLES = "Orders.ReadWrite.All Inventory.ReadWrite Imports.Read"
 

@@ -271,6 +271,27 @@ class LocalStack:
         if self._provisioned and name == COSMOS:
             self._provision_cosmos()  # the stand-in lost everything when it stopped
 
+    def rotate_issuer_key(self) -> None:
+        """The local issuer generates a new signing key and signs with it from now on; the
+        old key stays in its JWKS (as Entra ID rotates: publish first, then sign)."""
+        self._signal_issuer(signal.SIGUSR1, "rotated signing key")
+
+    def retire_old_issuer_keys(self) -> None:
+        """Every key but the current signing key leaves the local issuer's JWKS."""
+        self._signal_issuer(signal.SIGUSR2, "retired signing keys")
+
+    def _signal_issuer(self, sig: signal.Signals, marker: str, timeout: float = 10.0) -> None:
+        process = self._processes.get(IDENTITY)
+        if process is None or process.pid is None or not process.is_running():
+            raise StackError("the local issuer is not running")
+        before = process.output_since_start().count(marker)
+        os.kill(process.pid, sig)
+        deadline = time.monotonic() + timeout
+        while process.output_since_start().count(marker) <= before:
+            if time.monotonic() > deadline:
+                raise StackError(f"the local issuer did not confirm {sig.name} ({marker!r})")
+            time.sleep(_POLL_SECONDS)
+
     def stop_service(self, name: str) -> None:
         """Stop one service (its process group), e.g. to simulate an outage."""
         self.ports.for_service(name)

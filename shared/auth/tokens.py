@@ -14,10 +14,12 @@ What a token must be, checked in this order (cheap checks before any key lookup 
    space-separated string, ``roles`` a list of strings.
 
 Signing keys come from ``{issuer}/.well-known/openid-configuration`` -> ``jwks_uri`` and are
-cached (:class:`SigningKeys`): refreshed every ``KEY_REFRESH_SECONDS``, and on an unknown ``kid``
-at most once per ``UNKNOWN_KID_COOLDOWN_SECONDS`` (so a flood of made-up kids cannot hammer the
-issuer). While the issuer is unreachable the cached keys keep serving for up to
-``MAX_STALE_SECONDS``, like the Key Vault secrets cache; without cached keys the request gets 503
+cached (:class:`SigningKeys`): refreshed every ``KEY_REFRESH_SECONDS``, and at once for a token
+whose ``kid`` is unknown (a key rotation works with its first token); a refresh that does not
+find the kid, or fails, starts a cooldown of ``UNKNOWN_KID_COOLDOWN_SECONDS`` without fetches (so
+a flood of made-up kids costs the issuer one request per cooldown). While the issuer is
+unreachable the cached keys keep serving for up to ``MAX_STALE_SECONDS``, like the Key Vault
+secrets cache; without cached keys the request gets 503
 with ``Retry-After`` (the token may be fine: 401 would tell the client to get a new one).
 
 Why PyJWT's ``PyJWKSet`` and ``jwt.decode`` rather than ``PyJWKClient``: the client fetches a
@@ -150,7 +152,10 @@ class SigningKeys:
         self._lock = threading.Lock()
         self._keys: _KeySet | None = None
         self._jwks_uri: str | None = None
-        self._attempted_at: float | None = None  # last fetch attempt, successful or not
+        # No fetch before this moment: set by a failed fetch, and by a fetch that did not find
+        # the kid it was made for (so a made-up kid costs one fetch per cooldown, and a new
+        # key of a rotation is found by the first token that names it).
+        self._quiet_until = float("-inf")
         self._last_failed = False
         self.fetches = 0  # JWKS documents fetched (tests and benchmarks read it)
 
@@ -172,20 +177,19 @@ class SigningKeys:
             fresh = cached is not None and now - cached.fetched_at < self._refresh_seconds
             if cached is not None and kid in cached.keys and fresh:
                 return cached.keys[kid]  # another thread refreshed while this one waited
-            recently = (
-                self._attempted_at is not None and now - self._attempted_at < self._cooldown_seconds
-            )
-            if not recently:
+            if now >= self._quiet_until:
                 try:
                     self._refresh(now)
                 except IssuerFetchError as error:
-                    self._attempted_at, self._last_failed = now, True
+                    self._quiet_until, self._last_failed = now + self._cooldown_seconds, True
                     _log.warning("cannot read the issuer's signing keys: %s", error)
                 except ConfigurationError:
-                    self._attempted_at, self._last_failed = now, True
+                    self._quiet_until, self._last_failed = now + self._cooldown_seconds, True
                     raise
                 else:
-                    self._attempted_at, self._last_failed = now, False
+                    self._last_failed = False
+                    if self._keys is None or kid not in self._keys.keys:
+                        self._quiet_until = now + self._cooldown_seconds
                 cached = self._keys
             return self._from_cache(cached, kid, now)
 

@@ -179,6 +179,7 @@ def emitted_log_fields() -> set[str]:
 # The app's authorization defines the delegated scope and the app roles once, in
 # shared/auth/permissions.py; the contract test (tests/infra/test_api_registration.py) reads them.
 
+
 @dataclass(frozen=True, slots=True)
 class ApiPermissions:
     delegated_scopes: frozenset[str]
