@@ -119,7 +119,11 @@ Fetch = Callable[[str], Any]
 
 
 def _default_fetch(url: str) -> Any:
-    return fetch_json(url)
+    """At most ``FETCH_TIMEOUT_SECONDS``, and no longer than the invocation's deadline leaves
+    (``shared.resilience``: DeadlineExceededError, a 503, when too little is left)."""
+    from shared.resilience import call_timeout
+
+    return fetch_json(url, timeout=call_timeout(FETCH_TIMEOUT_SECONDS, IDENTITY_PROVIDER))
 
 
 @dataclass(frozen=True, slots=True)
