@@ -30,6 +30,7 @@ SECTIONS = {
     "cold_start": "cold start",
     "first_request": "cold start",
     "http_api": "HTTP API under load",
+    "auth": "bearer tokens",
     "import_throughput": "imports",
     "import_host_memory": "imports",
     "cost": "cost per operation",

@@ -65,6 +65,13 @@ EXPECTED_ROWS: dict[str, tuple[list[str], list[str]]] = {
             )
         ],
     ),
+    "auth": (
+        ["--quick", "--calls", "50"],
+        [
+            "GET order: handler p50 with vs without token check",
+            "bearer token: validation p50 (cached keys)",
+        ],
+    ),
     "import_throughput": (
         ["--quick"],
         [
