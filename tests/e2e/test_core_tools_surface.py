@@ -141,7 +141,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatedApp]:
             gate.backend = host.port
             # Requests go through the fixtures' client (and whatever it adds, such as a
             # default token), to the gate instead of the host.
-            client = HostProcess(REPO_ROOT, workdir / "client.log")
+            client = HostProcess(REPO_ROOT, workdir / "client.log", env=host.env)
             client.port = stack.ports.functions
             yield GatedApp(stack, host, gate, client)
     finally:
