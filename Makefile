@@ -1,5 +1,5 @@
 # Orderflow developer commands. `make run` and `make test` each set up everything first.
-.PHONY: setup setup-browser run test lint bench stack-up stack-down clean token
+.PHONY: setup setup-browser run test lint bench stack-up stack-down stack-reset clean token
 
 setup:
 	@scripts/bootstrap.sh
@@ -39,6 +39,10 @@ stack-up: setup
 
 stack-down:
 	@.venv/bin/python -m localdev.stack down
+
+# Forget what the stand-ins stored (blobs, items, messages), all together; the stack must be down.
+stack-reset:
+	@.venv/bin/python -m localdev.stack reset
 
 clean:
 	rm -rf .localdev .mypy_cache .ruff_cache .pytest_cache

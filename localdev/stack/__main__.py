@@ -10,6 +10,10 @@ python -m localdev.stack down [--workdir .localdev]
     Stop the stack recorded in the work directory (from another shell).
 python -m localdev.stack status [--workdir .localdev]
     Show the recorded stack; exit code 0 only if every service is running.
+python -m localdev.stack reset [--workdir .localdev]
+    Forget what every stand-in stored (Azurite's blobs and queues, the Cosmos stand-in's items,
+    the broker's messages, Event Grid's published events), all together; refused while the stack
+    runs. The next `up` (or `make run`) starts empty.
 python -m localdev.stack pause <service> [--workdir .localdev]
 python -m localdev.stack resume <service> [--workdir .localdev]
     Freeze a service of the recorded stack (SIGSTOP: it accepts connections and never answers,
@@ -34,6 +38,7 @@ from localdev.stack.stack import LocalStack, StackPorts
 from localdev.stack.state import (
     pause_recorded_service,
     read_state,
+    reset_stack_data,
     resume_recorded_service,
     running_services,
     service_is_paused,
@@ -87,6 +92,12 @@ def _down(workdir: Path) -> int:
     return 0
 
 
+def _reset(workdir: Path) -> int:
+    for action in reset_stack_data(workdir):
+        print(action)
+    return 0
+
+
 def _status(workdir: Path) -> int:
     state = read_state(workdir)
     if state is None:
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev.stack", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("up", "down", "status", "pause", "resume"):
+    for name in ("up", "down", "status", "reset", "pause", "resume"):
         command = commands.add_parser(name)
         command.add_argument("--workdir", type=Path, default=Path(".localdev"))
         if name == "up":
@@ -116,18 +127,17 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("service", choices=SERVICE_NAMES)
     args = parser.parse_args(argv)
     workdir: Path = args.workdir.resolve()
+    simple = {"down": _down, "reset": _reset, "status": _status}
     try:
         if args.command == "up":
             return _up(workdir, args.ports)
-        if args.command == "down":
-            return _down(workdir)
+        if args.command in simple:
+            return simple[args.command](workdir)
         if args.command == "pause":
             print(pause_recorded_service(workdir, args.service))
-            return 0
-        if args.command == "resume":
+        else:
             print(resume_recorded_service(workdir, args.service))
-            return 0
-        return _status(workdir)
+        return 0
     except StackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

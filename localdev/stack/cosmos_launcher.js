@@ -29,9 +29,15 @@
  *      as in Cosmos DB, where deletion happens in the background but expired items are never
  *      returned (the package ignores TTL).
  *
+ *   8. With `--data-dir <dir>`, data survives a restart, as Azurite's blobs and the broker's
+ *      messages do: every database, container (with its settings) and item, ETags and `_ts`
+ *      included, is written to `<dir>/cosmos.json` (atomically: a temporary file renamed) a
+ *      second after a write (longer for a big account: ten times the last save's duration) and
+ *      when the process stops (SIGTERM, SIGINT), and read back at start. A kill -9 loses what
+ *      changed since the last save.
+ *
  * Known gaps left as they are (the app avoids them): OFFSET/LIMIT, GROUP BY and DISTINCT do not
  * parse; the change feed never shows new writes; no request units, 429s or stored procedures.
- * Data lives in memory only.
  *
  * The fixes depend on the package's internals, so the exact version is checked at startup.
  */
@@ -490,6 +496,8 @@ for (const file of require("node:fs").readdirSync(handlerDir)) {
     // Fix 7: expired items are gone before any handler looks at the collection.
     const collection = collectionOf(account, params);
     if (collection) purgeExpired(collection);
+    // Fix 8: anything but a read or a query may have changed something worth keeping.
+    if (req.method !== "GET" && !isQuery(req)) persistence.changed();
     let body;
     try {
       body = await original(account, req, res, params);
@@ -508,6 +516,99 @@ for (const file of require("node:fs").readdirSync(handlerDir)) {
   });
 }
 
+// ------------------------------------------------------------------ persistence (fix 8)
+
+function isQuery(req) {
+  return (
+    trueHeader(req, "x-ms-documentdb-isquery") ||
+    req.headers["content-type"] === "application/query+json"
+  );
+}
+
+const fs = require("node:fs");
+const nodePath = require("node:path");
+const SAVE_DELAY_MS = 1000;
+
+/** Everything the account holds, as plain JSON (items keep their system properties). */
+function snapshot(account) {
+  const databases = [];
+  for (const database of account.databases._data.values()) {
+    const collections = [];
+    for (const collection of database.collections._data.values()) {
+      collections.push({
+        definition: collection.read(),
+        ridCount: collection.documents._ridCount,
+        documents: [...collection.documents._data.values()].map((item) => item.read()),
+      });
+    }
+    databases.push({
+      definition: database.read(),
+      ridCount: database.collections._ridCount,
+      collections,
+    });
+  }
+  return { version: 1, ridCount: account.databases._ridCount, databases };
+}
+
+/** Put a snapshot back through the package's own stores (its indexes are rebuilt by _set). */
+function restore(account, state) {
+  account.databases._ridCount = state.ridCount;
+  for (const saved of state.databases) {
+    account.databases._set(saved.definition);
+    const database = account.database(saved.definition.id);
+    database.collections._ridCount = saved.ridCount;
+    for (const container of saved.collections) {
+      database.collections._set(container.definition);
+      const collection = database.collection(container.definition.id);
+      collection.documents._ridCount = container.ridCount;
+      for (const document of container.documents) collection.documents._set(document);
+    }
+  }
+}
+
+const persistence = {
+  file: null,
+  account: null,
+  timer: null,
+  lastSaveMs: 0,
+  changed() {
+    if (!this.file || this.timer) return;
+    // A big account takes a while to write: wait ten times as long as the last save took, so
+    // saving never costs more than about a tenth of the stand-in's time.
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.save();
+      },
+      Math.max(SAVE_DELAY_MS, 10 * this.lastSaveMs),
+    );
+  },
+  save() {
+    if (!this.file || !this.account) return;
+    const began = Date.now();
+    const temporary = `${this.file}.tmp`;
+    fs.writeFileSync(temporary, JSON.stringify(snapshot(this.account)));
+    fs.renameSync(temporary, this.file);
+    this.lastSaveMs = Date.now() - began;
+  },
+  load(account) {
+    this.account = account;
+    if (!this.file || !fs.existsSync(this.file)) return;
+    restore(account, JSON.parse(fs.readFileSync(this.file, "utf8")));
+  },
+};
+
+// The package makes its account when the server starts listening (lib/index.js); a subclass
+// hands it to the persistence as it is made.
+const accountModule = lib("account");
+const PackageAccount = accountModule.default;
+accountModule.default = class PersistentAccount extends PackageAccount {
+  constructor(...args) {
+    super(...args);
+    persistence.load(this);
+  }
+};
+
 // Only now load the server: this requires lib/routes.js, which picks up the patched handlers.
 const { createHttpsServer } = require(PACKAGE);
 
@@ -515,8 +616,13 @@ const { values: args } = parseArgs({
   options: {
     host: { type: "string", default: "127.0.0.1" },
     port: { type: "string", default: "8081" },
+    "data-dir": { type: "string" },
   },
 });
+if (args["data-dir"]) {
+  fs.mkdirSync(args["data-dir"], { recursive: true });
+  persistence.file = nodePath.join(args["data-dir"], "cosmos.json");
+}
 const port = Number.parseInt(args.port, 10);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`cosmos launcher: invalid --port ${args.port}`);
@@ -540,6 +646,13 @@ server.listen(port, args.host, () => {
 
 function shutdown(signal) {
   console.log(`cosmos launcher: ${signal}, shutting down`);
+  if (persistence.timer) clearTimeout(persistence.timer);
+  persistence.timer = null;
+  try {
+    persistence.save();
+  } catch (err) {
+    console.error(`cosmos launcher: could not save ${persistence.file}: ${err.message}`);
+  }
   server.close(() => process.exit(0));
   // The package answers with "connection: close", but an idle client socket may still be open.
   server.closeAllConnections();

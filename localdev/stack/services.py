@@ -132,7 +132,10 @@ def azurite_spec(blob: int, queue: int, table: int, data_dir: Path) -> ServiceSp
     )
 
 
-def cosmos_spec(port: int) -> ServiceSpec:
+def cosmos_spec(port: int, data_dir: Path | None = None) -> ServiceSpec:
+    """The Cosmos stand-in; with ``data_dir`` its data survives a restart (the launcher keeps
+    ``<data_dir>/cosmos.json``), as Azurite's and the broker's do."""
+    persistence = ("--data-dir", str(data_dir)) if data_dir is not None else ()
     return ServiceSpec(
         name=COSMOS,
         argv=(
@@ -142,6 +145,7 @@ def cosmos_spec(port: int) -> ServiceSpec:
             "127.0.0.1",
             "--port",
             str(port),
+            *persistence,
         ),
         ports={"cosmos": port},
         log_markers=(f"listening on https://127.0.0.1:{port}/",),

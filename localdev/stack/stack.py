@@ -269,7 +269,7 @@ class LocalStack:
         self.ports.for_service(name)
         self._start((name,))
         if self._provisioned and name == COSMOS:
-            self._provision_cosmos()  # the stand-in lost everything when it stopped
+            self._provision_cosmos()  # it kept its data; provisioning again is harmless
 
     def rotate_issuer_key(self) -> None:
         """The local issuer generates a new signing key and signs with it from now on; the
@@ -414,7 +414,7 @@ class LocalStack:
                 retry_delays=self.eventgrid_retry_delays,
                 state_dir=self.workdir / "eventgrid",
             )
-        return services.cosmos_spec(self.ports.cosmos)
+        return services.cosmos_spec(self.ports.cosmos, self.workdir / "cosmos")
 
     def _wait_until_ready(self, specs: list[ServiceSpec]) -> None:
         pending = {spec.name: spec for spec in specs}

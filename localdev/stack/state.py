@@ -153,3 +153,29 @@ def _wait_for_pause_state(pid: int, *, paused: bool, timeout: float = 2.0) -> No
 
 def service_is_paused(service: RecordedService) -> bool:
     return is_paused(service["pid"])
+
+
+# What each stand-in keeps in the work directory: blobs, queues and the host's blob receipts
+# (Azurite), items (Cosmos), messages (broker), published storage events (Event Grid).
+STAND_IN_DATA_DIRS = ("azurite", "cosmos", "servicebus", "eventgrid")
+
+
+def reset_stack_data(workdir: Path) -> list[str]:
+    """Forget what every stand-in stored in ``workdir``, all together, so the local state never
+    contradicts itself (blob receipts without the orders they imported, messages for orders
+    that no longer exist). Refused while a stack recorded there is running."""
+    import shutil
+
+    state = read_state(workdir)
+    if state is not None and running_services(state):
+        raise StackError(
+            f"the stack recorded in {workdir} is running; stop it first "
+            f"(python -m localdev.stack down --workdir {workdir})"
+        )
+    actions = []
+    for name in STAND_IN_DATA_DIRS:
+        path = workdir / name
+        if path.exists():
+            shutil.rmtree(path)
+            actions.append(f"removed {path}")
+    return actions or [f"nothing stored in {workdir}"]

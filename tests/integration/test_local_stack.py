@@ -32,6 +32,7 @@ from localdev.stack import (
 )
 from localdev.stack.__main__ import READY_LINE
 from localdev.stack.processes import read_cmdline
+from localdev.stack.state import reset_stack_data
 from shared import clients, config, names
 from tests.fixtures.stack import start_stack_on_free_ports
 
@@ -143,11 +144,63 @@ def test_cosmos_outage_and_recovery(own_stack: LocalStack) -> None:
 
     assert own_stack.pids()[COSMOS] != old_pid
     with _cosmos(own_stack) as client:
-        # The stand-in is in memory; the stack provisioned it again on restart.
         container = client.get_database_client(names.COSMOS_DATABASE_DEFAULT).get_container_client(
             names.ORDERS_CONTAINER
         )
         assert container.read()["partitionKey"]["paths"] == ["/customerId"]
+
+
+def test_cosmos_keeps_its_data_across_a_restart_and_reset_forgets_every_stand_in(
+    tmp_path: Path,
+) -> None:
+    """Azurite keeps blobs and the broker messages on disk; the Cosmos stand-in must keep its
+    items too, or the local state contradicts itself after a restart (an imported file's
+    receipt without its orders). One reset forgets all of it together."""
+    stack = start_stack_on_free_ports(tmp_path)
+    try:
+        stack.provision()
+        with _cosmos(stack) as client:
+            database = client.get_database_client(names.COSMOS_DATABASE_DEFAULT)
+            inventory = database.get_container_client(names.INVENTORY_CONTAINER)
+            stored = inventory.create_item({"id": "S1", "sku": "S1", "available": 3})
+            inventory.create_item({"id": "r:x", "sku": "S1", "quantity": 1, "ttl": 3600})
+        with BlobServiceClient.from_connection_string(stack.storage_connection_string) as blobs:
+            blobs.get_blob_client(names.IMPORTS_BLOB_CONTAINER, "kept.csv").upload_blob(b"x")
+    finally:
+        stack.stop()  # SIGTERM: the stand-in writes what it holds
+
+    stack = start_stack_on_free_ports(tmp_path)  # other ports, same work directory
+    try:
+        with _cosmos(stack) as client:
+            database = client.get_database_client(names.COSMOS_DATABASE_DEFAULT)
+            inventory = database.get_container_client(names.INVENTORY_CONTAINER)
+            again = inventory.read_item("S1", partition_key="S1")
+            assert (again["available"], again["_etag"]) == (3, stored["_etag"])
+            assert inventory.read()["defaultTtl"] == -1  # container settings kept too
+            assert inventory.read_item("r:x", partition_key="S1")["ttl"] == 3600
+            # New items get new ids: the restored counters go on where they were.
+            created = inventory.create_item({"id": "S2", "sku": "S2", "available": 1})
+            assert created["_rid"] not in {stored["_rid"]}
+        with pytest.raises(StackError, match="running"):
+            reset_stack_data(tmp_path)
+    finally:
+        stack.stop()
+
+    actions = reset_stack_data(tmp_path)
+
+    assert {Path(a.removeprefix("removed ")).name for a in actions} >= {"azurite", "cosmos"}
+    stack = start_stack_on_free_ports(tmp_path)
+    try:
+        stack.provision()
+        with _cosmos(stack) as client:
+            database = client.get_database_client(names.COSMOS_DATABASE_DEFAULT)
+            inventory = database.get_container_client(names.INVENTORY_CONTAINER)
+            assert list(inventory.query_items("SELECT * FROM c", partition_key="S1")) == []
+        with BlobServiceClient.from_connection_string(stack.storage_connection_string) as blobs:
+            blob = blobs.get_blob_client(names.IMPORTS_BLOB_CONTAINER, "kept.csv")
+            assert not blob.exists()
+    finally:
+        stack.stop()
 
 
 def test_a_paused_service_accepts_connections_but_answers_only_after_resume(
