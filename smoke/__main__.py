@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from smoke.http import LOCAL_TOKEN_URL, Client, client_credentials_token
+from smoke.perimeter import PERIMETER_SCENARIOS
 from smoke.results import Outcome
 from smoke.runner import run_all
 from smoke.scenarios import SCENARIOS, Context
@@ -77,6 +78,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(env SMOKE_STORAGE_ACCOUNT_URL)",
     )
     parser.add_argument(
+        "--rate-limit-calls",
+        type=int,
+        default=int(env("SMOKE_RATE_LIMIT_CALLS") or 0) or None,
+        help="the gateway's per-caller limit: also expect its 429 within a bounded loop "
+        "(env SMOKE_RATE_LIMIT_CALLS; default: no gateway)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=60.0,
@@ -87,6 +95,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("give either a storage connection string or an account URL, not both")
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if args.rate_limit_calls is not None and not 0 < args.rate_limit_calls <= 10_000:
+        parser.error("--rate-limit-calls must be 1..10000 (the loop makes at most twice as many)")
     return args
 
 
@@ -123,9 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         webhook_secret=args.webhook_secret,
         storage=StorageAccess(args.storage_connection_string, args.storage_account_url),
         timeout=args.timeout,
+        rate_limit_calls=args.rate_limit_calls,
     )
     say(f"smoke run {context.run_id} against {client.base_url}")
-    results = run_all(SCENARIOS, context, say)
+    results = run_all((*SCENARIOS, *PERIMETER_SCENARIOS), context, say)
     failed = [result.name for result in results if result.outcome is Outcome.FAIL]
     passed = sum(result.outcome is Outcome.PASS for result in results)
     skipped = sum(result.outcome is Outcome.SKIP for result in results)

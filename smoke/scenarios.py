@@ -26,6 +26,8 @@ class Context:
     webhook_secret: str
     storage: StorageAccess
     timeout: float
+    # The gateway's per-caller limit: the perimeter scenario expects its 429 (None: no gateway).
+    rate_limit_calls: int | None = None
     # One id per run: every SKU, customer, key and blob name is new, so runs never collide.
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 

@@ -13,7 +13,14 @@ from tests.fixtures.app import REPO_ROOT, WEBHOOK_SECRET, IsolatedApp
 
 pytestmark = pytest.mark.e2e
 
-SCENARIOS = ("health", "order-payment-fulfilled", "import")
+SCENARIOS = (
+    "health",
+    "order-payment-fulfilled",
+    "import",
+    "anonymous-refused",
+    "authorised-accepted",
+)
+# Locally there is no gateway, so its rate-limit scenario is skipped.
 
 
 def run_smoke(app: IsolatedApp, *args: str) -> subprocess.CompletedProcess[str]:
@@ -60,7 +67,8 @@ def test_every_scenario_passes_against_the_local_pipeline(pipeline_app: Isolated
     assert result.returncode == 0, result.stdout + result.stderr
     outcomes = {scenario: outcome_of(result.stdout, scenario) for scenario in SCENARIOS}
     assert outcomes == dict.fromkeys(SCENARIOS, "PASS")
-    assert "3 passed, 0 failed, 0 skipped" in result.stdout
+    assert outcome_of(result.stdout, "gateway-rate-limit") == "SKIP"
+    assert "5 passed, 0 failed, 1 skipped" in result.stdout
 
 
 def test_a_wrong_webhook_secret_fails_the_payment_scenario(pipeline_app: IsolatedApp) -> None:
@@ -72,3 +80,14 @@ def test_a_wrong_webhook_secret_fails_the_payment_scenario(pipeline_app: Isolate
     assert "401" in result.stdout
     assert "import: SKIP (no storage access given)" in result.stdout
     assert "failed: order-payment-fulfilled" in result.stdout
+
+
+def test_a_bad_token_fails_the_authorised_scenario_not_the_anonymous_one(
+    pipeline_app: IsolatedApp,
+) -> None:
+    result = run_smoke(pipeline_app, "--token", "not-a-token")
+
+    assert result.returncode != 0, result.stdout
+    assert outcome_of(result.stdout, "anonymous-refused") == "PASS"
+    assert outcome_of(result.stdout, "authorised-accepted") == "FAIL"
+    assert "GET orders with the token: expected 200, got 401" in result.stdout
