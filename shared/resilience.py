@@ -348,6 +348,7 @@ DEPENDENCY_NAMES: Final[dict[str, str]] = {
     "keyVault": "Key Vault",
     "eventGrid": "Event Grid",
     "serviceBus": "Service Bus",
+    "identity": "identity provider",  # the token issuer's discovery and JWKS (shared.auth)
 }
 
 _dependencies: dict[str, Dependency] = {}

@@ -59,6 +59,8 @@ from shared.process_state import on_reset
 if TYPE_CHECKING:
     from jwt import PyJWK
 
+    from shared.resilience import ProbeOutcome
+
 ALLOWED_ALGORITHMS: Final = ("RS256", "ES256")
 MAX_TOKEN_BYTES: Final = 16 * 1024  # Entra ID tokens with many claims stay far below this
 LEEWAY_SECONDS: Final = 30  # clock skew between the issuer and this instance
@@ -79,6 +81,14 @@ _log = get_logger("auth")
 
 class IssuerFetchError(Exception):
     """The issuer's discovery document or JWKS could not be read (network, status, format)."""
+
+
+class IssuerTimeoutError(IssuerFetchError):
+    """The issuer did not answer in time (a hang: what opens its circuit)."""
+
+
+class IssuerUnreachableError(IssuerFetchError):
+    """The issuer refused or reset the connection (down: fails fast by itself)."""
 
 
 def fetch_json(url: str, *, timeout: float = FETCH_TIMEOUT_SECONDS) -> Any:
@@ -102,7 +112,14 @@ def fetch_json(url: str, *, timeout: float = FETCH_TIMEOUT_SECONDS) -> Any:
         response = connection.getresponse()
         body = response.read(MAX_DOCUMENT_BYTES + 1)
     except (OSError, http.client.HTTPException) as error:
-        raise IssuerFetchError(f"GET {url} failed: {type(error).__name__}: {error}") from None
+        failure = (
+            IssuerTimeoutError
+            if isinstance(error, TimeoutError)
+            else IssuerUnreachableError
+            if isinstance(error, OSError)
+            else IssuerFetchError
+        )
+        raise failure(f"GET {url} failed: {type(error).__name__}: {error}") from None
     finally:
         connection.close()
     if response.status != 200:
@@ -120,10 +137,39 @@ Fetch = Callable[[str], Any]
 
 def _default_fetch(url: str) -> Any:
     """At most ``FETCH_TIMEOUT_SECONDS``, and no longer than the invocation's deadline leaves
-    (``shared.resilience``: DeadlineExceededError, a 503, when too little is left)."""
-    from shared.resilience import call_timeout
+    (``shared.resilience``: DeadlineExceededError, a 503, when too little is left), under the
+    issuer's circuit breaker and bulkhead: an issuer that keeps timing out is not asked for a
+    while (one probe of its discovery document on a thread of its own), so requests needing
+    keys fail at once instead of each waiting the fetch timeout, holding the key cache's lock.
+    An open circuit is a failed fetch to the cache: stale keys still serve, no keys is 503."""
+    from shared.errors import BulkheadFullError, CircuitOpenError
+    from shared.resilience import dependency
 
-    return fetch_json(url, timeout=call_timeout(FETCH_TIMEOUT_SECONDS, IDENTITY_PROVIDER))
+    guard = dependency("identity")
+    if guard.prober is None:
+        guard.prober = lambda timeout: _probe(url, timeout)
+    try:
+        return guard.call(
+            lambda timeout: fetch_json(url, timeout=timeout),
+            cap=FETCH_TIMEOUT_SECONDS,
+            is_timeout=lambda error: isinstance(error, IssuerTimeoutError),
+            is_unreachable=lambda error: isinstance(error, IssuerUnreachableError),
+        )
+    except (CircuitOpenError, BulkheadFullError) as error:
+        raise IssuerFetchError(f"GET {url} not tried: {error}") from None
+
+
+def _probe(url: str, timeout: float) -> ProbeOutcome:
+    """The half-open probe: any answer of the issuer, even one the cache could not use."""
+    try:
+        fetch_json(url, timeout=timeout)
+    except IssuerTimeoutError:
+        return "timeout"
+    except IssuerUnreachableError:
+        return "unreachable"
+    except IssuerFetchError:
+        return "answered"
+    return "answered"
 
 
 @dataclass(frozen=True, slots=True)

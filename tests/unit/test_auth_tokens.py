@@ -441,3 +441,49 @@ def test_bearer_token_from_the_header(header: str, token: str) -> None:
 def test_missing_or_malformed_credentials(header: str | None) -> None:
     with pytest.raises(AuthenticationRequiredError):
         bearer_token(header)
+
+
+def test_an_issuer_that_keeps_timing_out_is_short_circuited_and_probed_on_its_own() -> None:
+    """The JWKS/discovery fetch runs under the issuer's breaker: a silent issuer (a listening
+    socket that never answers) costs the fetch timeout (or what is left of the deadline) for
+    the first few fetches, then fetches fail at once; a refused connection is no timeout."""
+    import socket
+
+    from shared.auth.tokens import (
+        IssuerFetchError,
+        IssuerTimeoutError,
+        IssuerUnreachableError,
+        _default_fetch,
+        fetch_json,
+    )
+    from shared.resilience import FAILURE_THRESHOLD, deadline, dependency, reset_dependencies
+
+    silent = socket.socket()  # takes connections into its backlog, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused_port = closed.getsockname()[1]
+    closed.close()
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/.well-known/openid-configuration"
+    reset_dependencies()
+    try:
+        with pytest.raises(IssuerUnreachableError):
+            fetch_json(f"http://127.0.0.1:{refused_port}/", timeout=1)
+        for _ in range(FAILURE_THRESHOLD):
+            began = time.monotonic()
+            with deadline(0.6), pytest.raises(IssuerTimeoutError):
+                _default_fetch(url)
+            assert time.monotonic() - began < 1.0
+        guard = dependency("identity")
+        assert guard.breaker.state == "open"
+        assert guard.prober is not None
+        began = time.monotonic()
+        with pytest.raises(IssuerFetchError) as raised:
+            _default_fetch(url)
+        assert time.monotonic() - began < 0.05
+        assert not isinstance(raised.value, IssuerTimeoutError)
+        assert guard.prober(0.2) == "timeout"
+    finally:
+        reset_dependencies()
+        silent.close()
