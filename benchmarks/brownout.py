@@ -205,6 +205,8 @@ def _measure(
                 f"/api/v1/customers/{o['customerId']}/orders/{o['id']}" for o in read_orders
             ],
             "pay_orders": [(o, f"evt_{uuid.uuid4().hex}") for o in pay_orders],
+            # The readers' bearer token (from the stack's issuer), as a client sends it.
+            "headers": {"Authorization": f"Bearer {host.token()}"} if host.token() else {},
             "webhook_secret": WEBHOOK_SECRET,
             "think_seconds": THINK_SECONDS,
             "health_interval": HEALTH_INTERVAL_SECONDS,

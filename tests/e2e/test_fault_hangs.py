@@ -18,13 +18,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.cosmos import CosmosClient
 from azure.storage.blob import BlobServiceClient
 
-from localdev.stack import LocalStack
+from localdev.stack import IDENTITY, LocalStack
+from localdev.tokens import request_token
 from shared.names import IMPORTS_BLOB_CONTAINER, INVENTORY_CONTAINER, ORDERS_CONTAINER
 from shared.webhooks import signed_payment_succeeded
 from tests.fixtures.app import REPO_ROOT, SAMPLE_SETTINGS, WEBHOOK_SECRET, app_environment
@@ -41,9 +43,10 @@ THREADS = 6
 
 
 class HungApp:
-    def __init__(self, stack: LocalStack, host: HostProcess) -> None:
+    def __init__(self, stack: LocalStack, host: HostProcess, env: dict[str, str]) -> None:
         self.stack = stack
         self.host = host
+        self.env = env  # the host's settings, for a second (cold) instance
         settings = stack.app_settings()
         self.cosmos = CosmosClient(
             settings["COSMOS_ENDPOINT"], settings["COSMOS_KEY"], enable_endpoint_discovery=False
@@ -73,7 +76,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HungApp]:
             args=["--settings", str(SAMPLE_SETTINGS)],
             port=stack.ports.functions,
         ) as host:
-            yield HungApp(stack, host)
+            yield HungApp(stack, host, env)
     finally:
         stack.resume_all()
         stack.stop()
@@ -340,3 +343,51 @@ def test_an_azurite_hang_keeps_the_api_answering_and_an_import_completes_once(
     assert status["chunksDone"] == status["chunksTotal"] > 1
     ids = created()
     assert len(ids) == len(set(ids)) == IMPORT_ROWS
+
+
+def test_an_issuer_hang_serves_warm_key_caches_and_answers_cold_ones_503_fast(
+    app: HungApp, tmp_path: Path
+) -> None:
+    host = app.host
+    sku = stock(host, 5)
+    path = f"/api/v1/inventory/{sku}"
+    # Tokens come from the issuer: get them before it hangs.
+    token = request_token(app.stack.issuer_url, sub="hang")
+    assert host.request("GET", path, token=token).status == 200  # this instance has the keys
+
+    with app.stack.paused(IDENTITY):
+        # A warm instance validates with its cached keys and never asks the hung issuer.
+        for _ in range(3):
+            answer, seconds = timed(lambda: host.request("GET", path, token=token, timeout=10))
+            assert answer.status == 200, answer.body
+            assert seconds < 1.0, seconds
+        # A new instance (cold key cache) while the issuer hangs.
+        with run_local_host(
+            REPO_ROOT,
+            tmp_path / "cold-host.log",
+            env=app.env,
+            args=["--settings", str(SAMPLE_SETTINGS)],
+        ) as cold:
+            first, first_seconds = timed(lambda: cold.request("GET", path, token=token, timeout=30))
+            assert_unavailable_problem(first)
+            assert first_seconds <= DEADLINE_SECONDS + ANSWER_SLACK_SECONDS, first_seconds
+            # Then at once: the key cache's cooldown, then the issuer's open circuit.
+            for _ in range(5):
+                again, seconds = timed(lambda: cold.request("GET", path, token=token, timeout=30))
+                assert_unavailable_problem(again)
+                assert seconds < 1.0, seconds
+            live, live_seconds = timed(
+                lambda: cold.request("GET", "/api/health", token=None, timeout=5)
+            )
+            assert live.status == 200, live.body
+            assert live_seconds < 1.0, live_seconds
+            spec = cold.request("GET", "/api/openapi.json", token=None, timeout=5)
+            assert spec.status == 200
+            app.stack.resume_service(IDENTITY)
+
+            # After the resume the cold instance gets the keys (after the cache's cooldown and
+            # the breaker's probe) and the same token is accepted.
+            def accepted() -> bool:
+                return cold.request("GET", path, token=token, timeout=10).status == 200
+
+            wait_until(accepted, 30, "a 200 from the cold instance after the resume")
