@@ -231,3 +231,17 @@ def test_the_api_is_imported_from_the_served_document() -> None:
     assert api["format"] == "openapi+json"
     assert api["value"] == Expr("loadTextContent('../../docs/openapi.json')")
     assert api["subscriptionRequired"] is False
+
+
+# Bicep's loadTextContent reads at most this many characters; a larger document fails the build.
+LOAD_TEXT_CONTENT_LIMIT = 131_072
+
+
+def test_the_document_fits_load_text_content() -> None:
+    text = (ROOT / "docs" / "openapi.json").read_text(encoding="utf-8")
+    assert len(text) <= LOAD_TEXT_CONTENT_LIMIT, (
+        f"docs/openapi.json has {len(text)} characters; Bicep's loadTextContent reads at most "
+        f"{LOAD_TEXT_CONTENT_LIMIT}: import the API from its URL (format openapi+json-link) instead"
+    )
+    for path in policy_files():
+        assert len(path.read_text(encoding="utf-8")) <= LOAD_TEXT_CONTENT_LIMIT
