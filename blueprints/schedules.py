@@ -92,10 +92,10 @@ def daily_sales_report(timer: func.TimerRequest, context: func.Context) -> None:
     use_monitor=True,
 )
 def dead_letter_watch(timer: func.TimerRequest, context: func.Context) -> None:
-    """Dead-letter depth of the fulfillment queue and depth of the import chunks' poison queue
-    as metrics, each with a warning when above zero."""
+    """Dead-letter depth of the fulfillment queue and depths of the imports' poison queues
+    (chunks, upload events) as metrics, each with a warning when above zero."""
     from shared.config import get_settings
-    from shared.names import IMPORT_CHUNKS_POISON_QUEUE
+    from shared.names import IMPORT_CHUNKS_POISON_QUEUE, IMPORT_EVENTS_POISON_QUEUE
     from shared.services.deadletters import (
         ServiceBusDeadLetterPeeker,
         StorageQueueDepth,
@@ -109,8 +109,11 @@ def dead_letter_watch(timer: func.TimerRequest, context: func.Context) -> None:
         try:
             with ServiceBusDeadLetterPeeker(queue) as peeker:
                 watch_dead_letters(peeker, queue)
-        finally:  # one watch failing must not hide the other
-            watch_poison_queue(StorageQueueDepth(), IMPORT_CHUNKS_POISON_QUEUE)
+        finally:  # one watch failing must not hide the others
+            try:
+                watch_poison_queue(StorageQueueDepth(), IMPORT_CHUNKS_POISON_QUEUE)
+            finally:
+                watch_poison_queue(StorageQueueDepth(), IMPORT_EVENTS_POISON_QUEUE)
 
 
 @bp.function_name("reconcile_imports")

@@ -329,7 +329,7 @@ resource poisonQueue 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'Orderflow: import chunks in the poison queue'
-    description: 'Import chunks the host gave up on are in the storage poison queue. Runbook: docs/OPERATIONS.md#import-chunks-in-the-poison-queue'
+    description: 'Import chunks or upload events the host gave up on are in a storage poison queue (order-import-chunks-poison, order-import-events-poison). Runbook: docs/OPERATIONS.md#import-chunks-in-the-poison-queue'
     severity: 2
     enabled: true
     scopes: [
