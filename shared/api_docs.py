@@ -149,8 +149,8 @@ def docs_config() -> DocsConfig:
         return DocsConfig()
     return docs_config_for(
         environment=settings.environment,
-        issuer=None,
-        audience=None,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
         client_id=settings.api_docs_client_id,
         scopes=tuple(settings.api_docs_scopes.split()),
     )

@@ -1,5 +1,6 @@
 """The API reference over real HTTP on the local host: anonymous, cached, and closed to hostile
-paths (the host decodes the path before the app sees it, so this is where encodings matter)."""
+paths (the host decodes the path before the app sees it, so this is where encodings matter).
+Every request here is sent without a token (``token=None``): the reference is for anyone."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _assert_problem_404(response: HttpResult) -> None:
 
 
 def test_page_is_served_to_anyone_without_a_token(app_host: HostProcess) -> None:
-    response = app_host.request("GET", "/api/docs")
+    response = app_host.request("GET", "/api/docs", token=None)
 
     assert response.status == 200
     assert response.header("Content-Type") == "text/html; charset=utf-8"
@@ -43,7 +44,7 @@ def test_page_is_served_to_anyone_without_a_token(app_host: HostProcess) -> None
 
 def test_every_asset_with_its_type_and_validator(app_host: HostProcess) -> None:
     for role, name in api_docs.asset_names().items():
-        response = app_host.request("GET", f"/api/docs/{name}")
+        response = app_host.request("GET", f"/api/docs/{name}", token=None)
         assert response.status == 200, role
         asset = api_docs.find_asset(name)
         assert asset is not None
@@ -52,7 +53,9 @@ def test_every_asset_with_its_type_and_validator(app_host: HostProcess) -> None:
         assert response.header("Cache-Control") == asset.cache_control
         etag = response.header("ETag")
         assert etag
-        again = app_host.request("GET", f"/api/docs/{name}", headers={"If-None-Match": etag})
+        again = app_host.request(
+            "GET", f"/api/docs/{name}", headers={"If-None-Match": etag}, token=None
+        )
         assert again.status == 304, role
         assert again.body == b""
 
@@ -61,7 +64,7 @@ def test_bundle_is_compressed_for_browsers(app_host: HostProcess) -> None:
     name = api_docs.asset_names()["bundle"]
 
     response = app_host.request(
-        "GET", f"/api/docs/{name}", headers={"Accept-Encoding": "gzip, deflate, br"}
+        "GET", f"/api/docs/{name}", headers={"Accept-Encoding": "gzip, deflate, br"}, token=None
     )
 
     assert response.status == 200
@@ -71,7 +74,7 @@ def test_bundle_is_compressed_for_browsers(app_host: HostProcess) -> None:
 
 
 def test_trailing_slash_redirects_to_the_page(app_host: HostProcess) -> None:
-    response = app_host.request("GET", "/api/docs/")
+    response = app_host.request("GET", "/api/docs/", token=None)
 
     assert response.status == 308
     assert response.header("Location") == "../docs"
@@ -102,7 +105,7 @@ HOSTILE_PATHS = [
 
 @pytest.mark.parametrize("path", HOSTILE_PATHS, ids=lambda path: path[10:50])
 def test_hostile_paths_are_404_problems(app_host: HostProcess, path: str) -> None:
-    response = app_host.request("GET", path)
+    response = app_host.request("GET", path, token=None)
 
     _assert_problem_404(response)
     for secret in SECRETS_OF_THE_PACKAGE:
@@ -113,7 +116,7 @@ def test_hostile_paths_are_404_problems(app_host: HostProcess, path: str) -> Non
 def test_dot_segments_never_reach_a_file(app_host: HostProcess, path: str) -> None:
     """Raw dot segments: whether the host resolves them (Azure's front end does) or passes them
     on, the answer is a 404 and never the file."""
-    response = app_host.request("GET", path)
+    response = app_host.request("GET", path, token=None)
 
     assert response.status == 404
     for secret in SECRETS_OF_THE_PACKAGE:
@@ -122,12 +125,12 @@ def test_dot_segments_never_reach_a_file(app_host: HostProcess, path: str) -> No
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 def test_only_get_is_routed(app_host: HostProcess, method: str) -> None:
-    response = app_host.request(method, "/api/docs", body=b"{}")
+    response = app_host.request(method, "/api/docs", body=b"{}", token=None)
 
     assert response.status == 404
 
 
 def test_openapi_document_does_not_list_the_reference_itself(app_host: HostProcess) -> None:
-    document = json.loads(app_host.request("GET", "/api/openapi.json").body)
+    document = json.loads(app_host.request("GET", "/api/openapi.json", token=None).body)
 
     assert not [path for path in document["paths"] if path.startswith("/api/docs")]

@@ -1,8 +1,9 @@
 """The API reference in a real browser: headless Chromium against the app on the local host.
 
 The page must load without console errors or Content-Security-Policy violations, list every
-operation of the served OpenAPI document, and call the API through "Try it out". Every request
-the browser sends goes to the app itself (no third party at run time).
+operation of the served OpenAPI document, sign in through "Authorize" (client credentials at the
+stack's local issuer) and call the API with that token through "Try it out": 401 before, 200
+after. Every request the browser sends goes to the app or the issuer (no third party).
 
     ORDERFLOW_SCREENSHOT=docs/api-reference.png .venv/bin/python -m pytest \\
         tests/e2e/test_api_docs_browser.py     # also refreshes the README's screenshot
@@ -89,9 +90,54 @@ def test_page_loads_cleanly_and_lists_every_operation(
     assert docs_page.csp_violations() == []
 
 
-def test_try_it_out_calls_the_api(docs_page: Browser, app_host: HostProcess) -> None:
+LIVE_RESPONSE = ".live-responses-table tr.response"
+
+
+def _execute(browser: Browser, block: WebElement) -> tuple[str, str]:
+    """Press Execute and wait for the new answer: (status, body text)."""
+    old = block.find_elements(By.CSS_SELECTOR, LIVE_RESPONSE)
+    if old:  # Clear removes the last answer, so the next one is new
+        block.find_element(By.CSS_SELECTOR, ".btn-clear").click()
+        _wait(browser).until(ec.staleness_of(old[0]))
+    block.find_element(By.CSS_SELECTOR, ".btn.execute").click()
+    status = _wait(browser).until(
+        lambda _: block.find_elements(By.CSS_SELECTOR, f"{LIVE_RESPONSE} .response-col_status")
+    )
+    body = block.find_element(By.CSS_SELECTOR, f"{LIVE_RESPONSE} .response-col_description pre")
+    return status[0].text.strip(), body.text
+
+
+def _authorize_with_client_credentials(browser: Browser) -> None:
+    driver = browser.driver
+    driver.find_element(By.CSS_SELECTOR, ".auth-wrapper .btn.authorize").click()
+    dialog = _wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".modal-ux")))
+    oauth = next(
+        container
+        for container in dialog.find_elements(By.CSS_SELECTOR, ".auth-container")
+        if "clientCredentials" in container.text
+    )
+    client_id = oauth.find_element(By.CSS_SELECTOR, 'input[data-name="clientId"]')
+    assert client_id.get_attribute("value") == "orderflow-local-client"  # API_DOCS_CLIENT_ID
+    ticked = {
+        box.get_attribute("data-value")
+        for box in oauth.find_elements(By.CSS_SELECTOR, 'input[type="checkbox"]')
+        if box.is_selected()
+    }
+    assert ticked == {"Orders.ReadWrite.All", "Inventory.ReadWrite", "Imports.Read"}
+    oauth.find_element(By.CSS_SELECTOR, ".btn.modal-btn.auth.authorize").click()
+    _wait(browser).until(
+        lambda _: "Logout" in oauth.text or oauth.find_elements(By.CSS_SELECTOR, ".errors")
+    )
+    assert not oauth.find_elements(By.CSS_SELECTOR, ".errors"), oauth.text
+    dialog.find_element(By.CSS_SELECTOR, ".btn-done").click()
+    _wait(browser).until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".modal-ux")))
+
+
+def test_authorize_then_try_it_out_sends_the_token(
+    docs_page: Browser, app_host: HostProcess
+) -> None:
     sku = f"DOCS-{uuid.uuid4().hex[:8].upper()}"
-    stocked = app_host.request(
+    stocked = app_host.request(  # with the host fixture's own token (Inventory.ReadWrite)
         "PUT",
         f"/api/v1/inventory/{sku}",
         body=b'{"available": 7}',
@@ -106,15 +152,22 @@ def test_try_it_out_calls_the_api(docs_page: Browser, app_host: HostProcess) -> 
     field = block.find_element(By.CSS_SELECTOR, 'tr[data-param-name="sku"] input')
     field.clear()
     field.send_keys(sku)
-    block.find_element(By.CSS_SELECTOR, ".btn.execute").click()
 
-    response = ".live-responses-table tr.response"
-    status = _wait(docs_page).until(
-        lambda _: block.find_elements(By.CSS_SELECTOR, f"{response} .response-col_status")
-    )
-    assert status[0].text.strip() == "200"
-    body = block.find_element(By.CSS_SELECTOR, f"{response} .response-col_description pre")
-    assert json.loads(body.text) == {"sku": sku, "available": 7}
+    status, body = _execute(docs_page, block)
+    assert status == "401", body  # not signed in yet: the API wants a token
+    assert json.loads(body)["status"] == 401
+    # The browser reports the 401 itself as a failed resource load; nothing else went wrong.
+    reported = docs_page.console_errors()
+    assert [entry["source"] for entry in reported] == ["network"], reported
+    assert f"/api/v1/inventory/{sku} - " in reported[0]["message"]
+    assert "status of 401" in reported[0]["message"]
+
+    _authorize_with_client_credentials(docs_page)
+    status, body = _execute(docs_page, block)
+    assert status == "200", body
+    assert json.loads(body) == {"sku": sku, "available": 7}
+    curl = block.find_element(By.CSS_SELECTOR, ".curl-command").text
+    assert "Authorization: Bearer ey" in curl
     assert docs_page.console_errors() == []
     assert docs_page.csp_violations() == []
 
@@ -124,8 +177,11 @@ def test_try_it_out_calls_the_api(docs_page: Browser, app_host: HostProcess) -> 
         driver.save_screenshot(str(ROOT / target))
 
 
-def test_every_request_went_to_the_app(docs_page: Browser, app_host: HostProcess) -> None:
+def test_every_request_went_to_the_app_or_its_issuer(
+    docs_page: Browser, app_host: HostProcess
+) -> None:
     app = urllib.parse.urlsplit(app_host.url)
+    issuer = urllib.parse.urlsplit(str(app_host.issuer))
     requested = docs_page.requested_urls()
 
     assert any(url.endswith("/api/openapi.json") for url in requested)
@@ -135,5 +191,6 @@ def test_every_request_went_to_the_app(docs_page: Browser, app_host: HostProcess
         if urllib.parse.urlsplit(url).scheme in ("http", "https", "ws", "wss")
     ]  # not data: URLs, nor the browser's own chrome:// start page
     assert len(network) >= 5  # the page, its four files, the document, the API call
-    foreign = [url.geturl() for url in network if url.netloc != app.netloc]
+    assert any(url.netloc == issuer.netloc and url.path == "/token" for url in network)
+    foreign = [url.geturl() for url in network if url.netloc not in (app.netloc, issuer.netloc)]
     assert foreign == []

@@ -276,11 +276,17 @@ def test_scripts_are_executable_and_parse(script: str) -> None:
     assert completed.returncode == 0, completed.stderr
 
 
-def test_package_contains_the_app_and_nothing_else(tmp_path: Path) -> None:
-    target = tmp_path / "app.zip"
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The deployment zip, built once for the tests that read it."""
+    target = tmp_path_factory.mktemp("package") / "app.zip"
     completed = run(sys.executable, "infra/scripts/package_app.py", str(target))
     assert completed.returncode == 0, completed.stderr
-    with zipfile.ZipFile(target) as archive:
+    return target
+
+
+def test_package_contains_the_app_and_nothing_else(package: Path) -> None:
+    with zipfile.ZipFile(package) as archive:
         archived = set(archive.namelist())
     assert {"function_app.py", "host.json", "requirements.txt"} <= archived
     top_level = {name.split("/")[0] for name in archived}
@@ -296,14 +302,11 @@ def test_package_contains_the_app_and_nothing_else(tmp_path: Path) -> None:
 API_DOCS_PACKAGE_BUDGET_BYTES = 3 * 1024 * 1024
 
 
-def test_package_ships_the_api_reference_assets_within_budget(tmp_path: Path) -> None:
+def test_package_ships_the_api_reference_assets_within_budget(package: Path) -> None:
     from shared.api_docs import ASSETS_DIR, START_SCRIPT, VENDOR_FILES
 
-    target = tmp_path / "app.zip"
-    completed = run(sys.executable, "infra/scripts/package_app.py", str(target))
-    assert completed.returncode == 0, completed.stderr
     prefix = ASSETS_DIR.relative_to(ROOT).as_posix() + "/"
-    with zipfile.ZipFile(target) as archive:
+    with zipfile.ZipFile(package) as archive:
         assets = [info for info in archive.infolist() if info.filename.startswith(prefix)]
     shipped = {info.filename.removeprefix(prefix) for info in assets}
     # .funcignore's "docs" pattern matches any folder named docs: the assets folder is not one.
