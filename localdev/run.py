@@ -154,6 +154,11 @@ def run(
         if ready_file is not None:
             ready_file.write_text(json.dumps(summary))
         print(f"Orderflow is running at {base_url}/api (ready in {elapsed:.1f} s).", flush=True)
+        print(
+            f"Bearer tokens from the local issuer {stack.issuer_url}: `make token CUSTOMER=alice`"
+            " or `make token ROLES=Inventory.ReadWrite` (docs/SECURITY.md).",
+            flush=True,
+        )
         print("Press Ctrl-C to stop.", flush=True)
         while not stop_requested.wait(0.5):
             if host.poll() is not None:

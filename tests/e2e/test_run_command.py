@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def test_run_command_serves_a_ready_app_and_stops_cleanly(tmp_path: Path) -> Non
         assert body["checks"]["storage"]["status"] == "up"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=10) as r:
             assert json.loads(r.read())["status"] == "ok"
+        _readme_examples_work_with_tokens_from_make_token(port, summary["AUTH_ISSUER"])
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -104,3 +106,46 @@ def test_run_command_serves_a_ready_app_and_stops_cleanly(tmp_path: Path) -> Non
     left = [pid for pid in started_processes if _alive(pid)]
     assert left == [], f"processes left running: {left}"
     assert "stopped" in (tmp_path / "run.log").read_text()
+
+
+def _make_token(issuer: str, **variables: str) -> str:
+    """``make token ...`` as the README runs it (the issuer is the run's, on a free port)."""
+    assignments = [f"{name}={value}" for name, value in variables.items()]
+    completed = subprocess.run(
+        ["make", "-s", "token", *assignments, f"ARGS=--issuer {issuer}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout.strip()
+
+
+def _call(port: int, method: str, path: str, token: str | None, body: object = None) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"}
+        | ({"Authorization": f"Bearer {token}"} if token else {}),
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        with error:
+            return int(error.code)
+
+
+def _readme_examples_work_with_tokens_from_make_token(port: int, issuer: str) -> None:
+    stock = _make_token(issuer, ROLES="Inventory.ReadWrite")
+    alice = _make_token(issuer, CUSTOMER="alice")
+    order = {"currency": "EUR", "lines": [{"sku": "SKU-1", "quantity": 2, "unitPrice": "10.25"}]}
+    assert _call(port, "PUT", "/inventory/SKU-1", stock, {"available": 10}) == 200
+    assert _call(port, "POST", "/customers/alice/orders", alice, order) == 201
+    assert _call(port, "GET", "/customers/alice/orders", alice) == 200
+    assert _call(port, "GET", "/customers/bob/orders", alice) == 403
+    assert _call(port, "GET", "/customers/alice/orders", None) == 401
+    assert _call(port, "GET", "/inventory/SKU-1", alice) == 200
