@@ -34,6 +34,7 @@ SECTIONS = {
     "import_throughput": "imports",
     "import_host_memory": "imports",
     "cost": "cost per operation",
+    "scale": "items, contention and log volume (Cosmos DB, issue 13)",
     "brownout": "brownout (Cosmos DB hang)",
 }
 MODULES = tuple(SECTIONS)

@@ -83,6 +83,26 @@ EXPECTED_ROWS: dict[str, tuple[list[str], list[str]]] = {
         ["--quick"],
         ["host RSS growth: 20 MiB upload", "host RSS growth: 100,000-row import"],
     ),
+    "scale": (
+        [
+            *("--quick", "--reservations", "32", "--fulfilments", "16", "--orders", "40"),
+            *("--rows", "2000", "--probes", "1"),
+        ],
+        [
+            "hot SKU, 16 reservers: reservations/s",
+            "hot SKU: lost-race retries per reservation",
+            "hot SKU: Cosmos requests per reserved line",
+            "fulfillment: Cosmos requests per order",
+            "fulfillment: paid -> fulfilled p50 (service)",
+            "fulfillment: paid -> fulfilled p95 (service)",
+            "40 orders, one SKU: largest item in its partition",
+            "import 2,000 rows: run item at the end",
+            "import, 2-line orders: publishes per 1,000 orders",
+            "import, 1-line orders: publishes per 1,000 orders",
+            "log records per readiness probe",
+            "log records per order lifecycle",
+        ],
+    ),
     "cost": (
         ["--quick", "--rows", "100"],
         [
