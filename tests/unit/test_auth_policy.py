@@ -97,3 +97,44 @@ def test_a_403_names_what_would_be_enough() -> None:
     with pytest.raises(InsufficientScopeError) as caught:
         authorize(app(permissions.IMPORTS_READ_ROLE), CUSTOMER_ORDERS, ALICE)
     assert caught.value.required == f"{permissions.ORDERS_SCOPE} {permissions.ORDERS_ALL_ROLE}"
+
+
+def test_a_protected_route_fails_closed_without_issuer_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No AUTH_ISSUER / AUTH_AUDIENCE: 503 (misconfigured), never an open door."""
+    import json
+    from pathlib import Path
+
+    import azure.functions as func
+
+    from blueprints._problems import api_handler
+    from shared.process_state import reset_process_state
+
+    sample = Path(__file__).resolve().parents[2] / "local.settings.json.sample"
+    for name, value in json.loads(sample.read_text())["Values"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AUTH_ISSUER")
+    monkeypatch.delenv("AUTH_AUDIENCE")
+    reset_process_state()
+    reached: list[bool] = []
+
+    def handler(req: func.HttpRequest, scope: object) -> func.HttpResponse:
+        reached.append(True)
+        return func.HttpResponse("should not be reached")
+
+    wrapped = api_handler(CUSTOMER_ORDERS)(handler)
+    request = func.HttpRequest(
+        "GET",
+        "http://127.0.0.1/api/v1/customers/alice/orders",
+        headers={"Authorization": "Bearer a.b.c"},
+        route_params={"customerId": "alice"},
+        body=b"",
+    )
+    try:
+        response = wrapped(request, None)  # type: ignore[arg-type]
+    finally:
+        reset_process_state()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert reached == []

@@ -58,6 +58,23 @@ def test_records_carry_invocation_and_correlation_ids() -> None:
     assert "invocation_id" not in outside  # None fields are omitted, the scope was reset
 
 
+def test_records_name_the_validated_caller_for_the_rest_of_the_invocation() -> None:
+    handler, stream = _capture()
+    try:
+        with invocation_scope("inv-2"):
+            get_logger("test").info("before")
+            observability.bind_caller("alice", "shop-backend")
+            get_logger("test").info("after")
+        get_logger("test").info("outside")
+    finally:
+        logging.getLogger(observability.LOGGER_NAME).removeHandler(handler)
+    before, after, outside = _lines(stream)
+    assert "caller_subject" not in before
+    assert (after["caller_subject"], after["caller_client_id"]) == ("alice", "shop-backend")
+    assert after["invocation_id"] == "inv-2"
+    assert "caller_subject" not in outside  # the next invocation starts without a caller
+
+
 def test_correlation_id_falls_back_to_trace_id_then_a_new_one() -> None:
     with invocation_scope("a", traceparent=TRACEPARENT) as scope:
         assert scope.correlation_id == "4bf92f3577b34da6a3ce929d0e0e4736"
