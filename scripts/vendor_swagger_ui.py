@@ -7,7 +7,7 @@ swagger-ui-dist/`` (committed, byte for byte the package's). After changing the 
 
     .venv/bin/python scripts/vendor_swagger_ui.py
 
-``tests/unit/test_api_docs_assets.py`` fails while the copy and the installed package differ.
+``tests/unit/shared/test_api_docs.py`` fails while the copy and the installed package differ.
 """
 
 from __future__ import annotations

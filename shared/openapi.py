@@ -2,9 +2,9 @@
 
 OpenAPI 3.1 schemas are JSON Schema 2020-12, which pydantic emits directly, so request and
 response bodies here cannot drift from validation. The operations table below mirrors the
-HTTP functions; ``tests/unit/test_openapi.py`` fails if a route, method, auth level or declared
-access (who may call it, ``shared.auth.policy``) differs from what the app registers, or if the
-committed ``docs/openapi.json`` is stale.
+HTTP functions; ``tests/unit/shared/test_openapi.py`` fails if a route, method, auth level or
+declared access (who may call it, ``shared.auth.policy``) differs from what the app registers, or
+if the committed ``docs/openapi.json`` is stale.
 """
 
 from __future__ import annotations

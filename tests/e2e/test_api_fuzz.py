@@ -312,7 +312,7 @@ class TokenCase:
 
 
 def token_cases(issuer: str) -> list[TokenCase]:
-    """Token-less and hostile-token requests: each is also in tests/unit/test_auth_tokens.py;
+    """Token-less and hostile-token requests: each is also in tests/unit/shared/auth/test_tokens.py;
     here they go through the whole app and must answer documented 401/403 problems."""
     import base64
 

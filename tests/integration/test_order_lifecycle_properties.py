@@ -15,7 +15,7 @@ direct transitions the lifecycle forbids. After every step, for every order:
 Which paths a random run explores depends on the constants Hypothesis finds in the modules
 loaded so far, so a second test walks the same rules on purpose: every action in every status.
 
-The lifecycle table itself is also checked in tests/unit/test_models.py::
+The lifecycle table itself is also checked in tests/unit/shared/test_models.py::
 test_lifecycle_matches_the_design; single service cases live in tests/integration/
 test_order_service.py and test_fulfillment_service.py.
 """

@@ -12,7 +12,7 @@ into queue-sized chunks. Pure: no I/O, no SDKs; the pipeline feeds it blocks of 
   judged a column at a time and its lines go into chunks as they are; any other block is judged
   row by row, each order by the API's models, which also word every reason. The plain shapes
   are a subset of what the models accept, so the fast way never accepts what the models refuse
-  (``tests/unit/test_import_files.py`` checks both ways agree on generated files).
+  (``tests/unit/shared/services/test_import_files.py`` checks both ways agree on generated files).
 - Chunks carry the valid orders as CSV text (see :class:`ChunkWriter`), the cheapest form to
   write and the most compact to send; the queue pass validates every order again.
 - Whole-file rejections (:class:`FileRejectedError`) are decided on the first block, before any

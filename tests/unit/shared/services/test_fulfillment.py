@@ -4,6 +4,7 @@ concurrency and crashes: tests/integration/test_fulfillment_service.py and the p
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,6 +23,8 @@ from shared.services.fulfillment import (
     OrderNotReadyError,
     PoisonMessageError,
     PoisonReason,
+    demand_of,
+    parse_command,
 )
 from shared.services.orders import OrderService
 from tests.fixtures.fakes import InMemoryOrders, InMemoryStockReservations, RecordingPublisher
@@ -315,3 +318,27 @@ def test_fulfilment_latency_is_seconds_from_payment(caplog: pytest.LogCaptureFix
         if getattr(record, "metric", None) == FULFILLMENT_LATENCY_SECONDS
     ]
     assert values == [42.5]
+
+
+def test_demand_adds_up_lines_of_the_same_sku_in_sku_order() -> None:
+    lines = [
+        {"sku": "B", "quantity": 2},
+        {"sku": "A", "quantity": 1},
+        {"sku": "B", "quantity": 3},
+    ]
+    assert demand_of({"lines": lines}) == [("A", 1), ("B", 5)]
+
+
+def test_a_valid_command_round_trips() -> None:
+    command = FulfilOrderCommand.model_validate(
+        {"type": FULFIL_ORDER, "version": 1, "customerId": "a", "orderId": "o", "eventId": "e"}
+    )
+    assert parse_command(command.to_json().encode()) == command
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 60_000, json.dumps({"type": FULFIL_ORDER, "version": True}).encode()]
+)
+def test_hostile_command_bodies_are_poison(body: bytes) -> None:
+    with pytest.raises(PoisonMessageError):
+        parse_command(body)

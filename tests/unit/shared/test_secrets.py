@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,12 +16,13 @@ from shared.process_state import reset_process_state
 from shared.secrets import (
     SecretStore,
     SecretVersions,
+    _retry_after,
     clear_secret_cache,
     get_secret_store,
     local_setting_name,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOCAL_SETTINGS = {
     "ORDERFLOW_ENVIRONMENT": "local",
     "COSMOS_ENDPOINT": "https://127.0.0.1:8081/",
@@ -135,3 +137,13 @@ def test_negative_durations_are_rejected() -> None:
         SecretStore(ttl_seconds=-1)
     with pytest.raises(ValueError, match="max_stale_seconds"):
         SecretStore(max_stale_seconds=-1)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"), [("7", 7), (" 3 ", 3), ("²", 5), ("-1", 5), ("99999", 3600), (None, 5)]
+)
+def test_key_vault_retry_after_header(header: str | None, seconds: int) -> None:
+    headers = {"Retry-After": header} if header is not None else {}
+    error = SimpleNamespace(response=SimpleNamespace(headers=headers))
+
+    assert _retry_after(error) == seconds  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from shared.config import (
 )
 from shared.errors import ConfigurationError
 
-SAMPLE = Path(__file__).resolve().parents[2] / "local.settings.json.sample"
+SAMPLE = Path(__file__).resolve().parents[3] / "local.settings.json.sample"
 
 
 def sample_values() -> dict[str, str]:

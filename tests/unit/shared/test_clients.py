@@ -14,7 +14,7 @@ from shared import clients
 from shared.errors import ConfigurationError
 from shared.process_state import reset_process_state
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 AZURE = {
     "COSMOS_ENDPOINT": "https://orderflow.documents.azure.com:443/",
     "ImportsStorage__blobServiceUri": "https://orderflow.blob.core.windows.net",

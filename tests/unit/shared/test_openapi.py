@@ -8,7 +8,7 @@ from pathlib import Path
 from shared.openapi import OPERATIONS, openapi_document
 from tests.fixtures.worker_indexing import repository_app_report
 
-COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+COMMITTED = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
 
 
 def render() -> str:

@@ -1,10 +1,8 @@
-"""Event processing pieces that need no services: trace continuation across hops, demand per
-SKU, and the fulfillment command schema (the local Event Grid's:
-tests/unit/test_eventgrid_standin.py)."""
+"""An invocation continues the trace its event or message carries (blueprints/_invocation.py),
+also as the Event Grid trigger's event reaches it (the local Event Grid's pieces:
+tests/unit/localdev/test_eventgrid.py)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
@@ -14,9 +12,6 @@ from shared.services.event_routing import envelope_from_dict, fulfillment_messag
 from shared.services.fulfillment import (
     FULFIL_ORDER,
     FulfilOrderCommand,
-    PoisonMessageError,
-    demand_of,
-    parse_command,
 )
 
 UPSTREAM = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -80,27 +75,3 @@ def test_a_cloudevent_from_the_trigger_keeps_its_trace_extension() -> None:
         "not a traceparent",
     )
     assert "traceparent" not in message.application_properties  # only valid trace context
-
-
-def test_demand_adds_up_lines_of_the_same_sku_in_sku_order() -> None:
-    lines = [
-        {"sku": "B", "quantity": 2},
-        {"sku": "A", "quantity": 1},
-        {"sku": "B", "quantity": 3},
-    ]
-    assert demand_of({"lines": lines}) == [("A", 1), ("B", 5)]
-
-
-def test_a_valid_command_round_trips() -> None:
-    command = FulfilOrderCommand.model_validate(
-        {"type": FULFIL_ORDER, "version": 1, "customerId": "a", "orderId": "o", "eventId": "e"}
-    )
-    assert parse_command(command.to_json().encode()) == command
-
-
-@pytest.mark.parametrize(
-    "body", [b"[" * 60_000, json.dumps({"type": FULFIL_ORDER, "version": True}).encode()]
-)
-def test_hostile_command_bodies_are_poison(body: bytes) -> None:
-    with pytest.raises(PoisonMessageError):
-        parse_command(body)

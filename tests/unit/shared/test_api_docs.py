@@ -26,7 +26,7 @@ from shared.api_docs import (
     DocsConfig,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NPM_PACKAGE = ROOT / "localdev" / "node_modules" / "swagger-ui-dist"
 HANDLER = blueprint.api_docs.build().get_user_function()
 

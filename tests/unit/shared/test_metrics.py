@@ -19,7 +19,7 @@ from shared import metrics
 from shared.process_state import reset_process_state
 from shared.services.deadletters import watch_poison_queue
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def metric_records(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
@@ -146,3 +146,18 @@ def test_the_first_invocation_reports_one_cold_start(caplog: pytest.LogCaptureFi
 
     (record,) = metric_records(caplog, metrics.COLD_STARTS)
     assert (record.value, record.function) == (1, "fulfil_order")  # type: ignore[attr-defined]
+
+
+def test_metric_names_are_stable() -> None:
+    assert metrics.METRIC_NAMES == (
+        "orderflow.servicebus.dead_letter_depth",
+        "orderflow.orders.expired",
+        "orderflow.reports.daily_written",
+        "orderflow.orders.transitioned",
+        "orderflow.fulfillment.latency_seconds",
+        "orderflow.imports.rows_accepted",
+        "orderflow.imports.rows_rejected",
+        "orderflow.imports.reconciled",
+        "orderflow.storage.poison_queue_depth",
+        "orderflow.host.cold_starts",
+    )
