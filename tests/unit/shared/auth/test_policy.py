@@ -111,7 +111,7 @@ def test_a_protected_route_fails_closed_without_issuer_settings(
     from blueprints._problems import api_handler
     from shared.process_state import reset_process_state
 
-    sample = Path(__file__).resolve().parents[2] / "local.settings.json.sample"
+    sample = Path(__file__).resolve().parents[4] / "local.settings.json.sample"
     for name, value in json.loads(sample.read_text())["Values"].items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AUTH_ISSUER")
