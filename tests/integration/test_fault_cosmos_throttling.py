@@ -54,6 +54,7 @@ from shared.services.orders import order_id_for_key
 from shared.services.outbox import publish_outbox
 from shared.services.providers import fulfillment_service, order_service
 from tests.fixtures.eventgrid import EventGridSink
+from tests.fixtures.fakes import ListQueue, ParkingList
 from tests.fixtures.imports import direct_import_files, upload_direct
 from tests.fixtures.stack import bearer_headers
 from tests.fixtures.transport import (
@@ -415,7 +416,7 @@ def test_an_import_chunk_throttled_half_way_fails_whole_and_its_redelivery_count
 ) -> None:
     """The storage queue trigger retries a failed chunk (after host.json's visibilityTimeout):
     the orders the first try created are found again, the rows are counted once."""
-    queue = ChunkList()
+    queue = ListQueue()
     runs = CosmosImportRunRepository()
     pipeline = ImportPipeline(runs, direct_import_files(), AzureReportBlob(), queue, order_service)
     customer = f"it-{uuid.uuid4().hex[:8]}"
@@ -456,19 +457,3 @@ def test_an_import_chunk_throttled_half_way_fails_whole_and_its_redelivery_count
         0,
     )
     assert sorted(item.document["externalId"] for item in stored) == [f"E{n}" for n in range(10)]
-
-
-class ParkingList:
-    def __init__(self) -> None:
-        self.parked: list[tuple[ReceivedMessage, str, str]] = []
-
-    def park(self, message: ReceivedMessage, reason: str, description: str) -> None:
-        self.parked.append((message, reason, description))
-
-
-class ChunkList:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def send(self, message: str) -> None:
-        self.messages.append(message)

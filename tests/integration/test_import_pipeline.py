@@ -17,19 +17,10 @@ from shared.repositories.orders import CosmosOrderRepository
 from shared.services.import_pipeline import ChunkOutcome, FileOutcome, ImportPipeline
 from shared.services.orders import OrderService
 from tests.fixtures.eventgrid import EventGridSink
+from tests.fixtures.fakes import ListQueue
 from tests.fixtures.imports import direct_import_files, upload_direct
 
 pytestmark = pytest.mark.integration
-
-
-class ListQueue:
-    """Keeps the chunks (the shared queue belongs to the session's running app)."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def send(self, message: str) -> None:
-        self.messages.append(message)
 
 
 def test_redelivered_and_stale_chunks_keep_counts_exact(

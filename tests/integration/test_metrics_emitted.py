@@ -27,6 +27,7 @@ from shared.services.import_pipeline import ImportPipeline
 from shared.services.imports import ImportRunMetrics
 from shared.services.orders import OrderService
 from tests.fixtures.eventgrid import EventGridSink
+from tests.fixtures.fakes import ListQueue
 from tests.fixtures.imports import direct_import_files, upload_direct
 
 pytestmark = pytest.mark.integration
@@ -112,16 +113,6 @@ def test_fulfilment_latency_is_measured_from_payment(caplog: pytest.LogCaptureFi
     assert fields(latency, "value", "orderId", "metricKind") == (42.5, paid.id, "histogram")
     statuses = [r.status for r in metric_records(caplog, metrics.ORDERS_TRANSITIONED)]  # type: ignore[attr-defined]
     assert statuses == ["fulfilled"]
-
-
-class ListQueue:
-    """Keeps the chunks (the shared queue belongs to the session's running app)."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def send(self, message: str) -> None:
-        self.messages.append(message)
 
 
 @pytest.mark.usefixtures("topic")

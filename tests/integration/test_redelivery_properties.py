@@ -66,6 +66,7 @@ from shared.services.import_pipeline import ChunkOutcome, FileOutcome, ImportPip
 from shared.services.orders import OrderService
 from shared.services.payments import PaymentEvent, PaymentService, WebhookOutcome
 from tests.fixtures.eventgrid import EventGridSink
+from tests.fixtures.fakes import ListQueue, ParkingList
 from tests.fixtures.imports import direct_import_files, upload_direct
 from tests.fixtures.servicebus import ServiceBusBroker
 
@@ -198,14 +199,6 @@ def test_order_events_in_any_order_with_repeats_become_one_command_per_paid_orde
 
 
 # ------------------------------------------------------------------ commands -> fulfillment
-
-
-class ParkingList:
-    def __init__(self) -> None:
-        self.parked: list[tuple[ReceivedMessage, str, str]] = []
-
-    def park(self, message: ReceivedMessage, reason: str, description: str) -> None:
-        self.parked.append((message, reason, description))
 
 
 demands = st.dictionaries(st.sampled_from(["A", "B"]), st.integers(1, 2), min_size=1)
@@ -374,16 +367,6 @@ def test_payments_and_cancels_in_any_order_with_repeats_apply_at_most_once(
 
 
 # ---------------------------------------------------------------------- import chunks
-
-
-class ListQueue:
-    """The chunk queue as a list (the stack's queue belongs to the session's running app)."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def send(self, message: str) -> None:
-        self.messages.append(message)
 
 
 @dataclass(frozen=True)
