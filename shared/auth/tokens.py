@@ -40,6 +40,7 @@ import re
 import threading
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -69,6 +70,7 @@ UNKNOWN_KID_COOLDOWN_SECONDS: Final = 5.0
 MAX_STALE_SECONDS: Final = 24 * 3600.0
 FETCH_TIMEOUT_SECONDS: Final = 3.0  # per discovery / JWKS request
 MAX_DOCUMENT_BYTES: Final = 1024 * 1024
+VALIDATED_CACHE_SIZE: Final = 1024  # tokens remembered as valid (about 1 KiB each)
 RETRY_AFTER_SECONDS: Final = 5
 IDENTITY_PROVIDER: Final = "identity provider"
 
@@ -208,6 +210,12 @@ class SigningKeys:
         self._quiet_until = float("-inf")
         self._last_failed = False
         self.fetches = 0  # JWKS documents fetched (tests and benchmarks read it)
+        self.generation = 0  # bumped by every JWKS read (TokenValidator's cache keys on it)
+
+    def fresh(self) -> bool:
+        """Whether the cached keys are younger than the refresh interval (no read due)."""
+        cached = self._keys
+        return cached is not None and self._clock() - cached.fetched_at < self._refresh_seconds
 
     def key(self, kid: str) -> PyJWK:
         """The key with this ``kid``. Raises InvalidTokenError for a key the issuer does not
@@ -270,6 +278,7 @@ class SigningKeys:
         self._jwks_uri = jwks_uri
         self._keys = _KeySet(keys, now)
         self.fetches += 1
+        self.generation += 1  # tokens validated with the previous key set are judged again
 
     def _discover(self) -> str:
         url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
@@ -374,20 +383,64 @@ class TokenValidator:
         customer_claim: str = "sub",
         keys: SigningKeys | None = None,
         leeway_seconds: float = LEEWAY_SECONDS,
+        cache_size: int = VALIDATED_CACHE_SIZE,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.customer_claim = customer_claim
         self.keys = keys or SigningKeys(issuer)
         self.leeway_seconds = leeway_seconds
+        self._cache_size = cache_size
+        self._wall_clock = wall_clock
+        # token -> (caller, valid until (wall clock), key-set generation it was checked with)
+        self._validated: OrderedDict[str, tuple[Caller, float, int]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.cache_hits = 0  # tests and benchmarks read it
 
-    def validate(self, token: str) -> Caller:
+    def validate(self, token: str, *, cached: bool = True) -> Caller:
         """The caller a token names, or InvalidTokenError (DependencyUnavailableError when the
-        issuer's keys cannot be read)."""
+        issuer's keys cannot be read).
+
+        A client sends the same token for up to an hour, so a token that passed every check is
+        remembered (``cached``; at most ``VALIDATED_CACHE_SIZE``): the same string is accepted
+        again without parsing or crypto until its ``exp`` (plus the leeway) passes, or until the
+        issuer's keys are due for a refresh or read again (a key that left the JWKS takes its
+        tokens with it). Only
+        the exact string that was verified is ever looked up; a refusal is never remembered."""
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidTokenError(
                 "the token is too large", f"{len(token)} bytes > {MAX_TOKEN_BYTES}"
             )
+        if cached:
+            hit = self._remembered(token)
+            if hit is not None:
+                return hit
+        caller, expires = self._validated_caller(token)
+        if cached and self._cache_size > 0:
+            with self._cache_lock:
+                self._validated[token] = (caller, expires, self.keys.generation)
+                self._validated.move_to_end(token)
+                while len(self._validated) > self._cache_size:
+                    self._validated.popitem(last=False)
+        return caller
+
+    def _remembered(self, token: str) -> Caller | None:
+        with self._cache_lock:
+            entry = self._validated.get(token)
+            if entry is None:
+                return None
+            caller, expires, generation = entry
+            stale = generation != self.keys.generation or not self.keys.fresh()
+            if stale or self._wall_clock() >= expires:
+                del self._validated[token]
+                return None
+            self._validated.move_to_end(token)
+            self.cache_hits += 1
+            return caller
+
+    def _validated_caller(self, token: str) -> tuple[Caller, float]:
+        """Every check of the module docstring; the caller and until when the token is valid."""
         segments = token.split(".")
         if len(segments) != 3:
             raise InvalidTokenError(
@@ -408,7 +461,7 @@ class TokenValidator:
             raise InvalidTokenError("the token has no key id (kid)", f"kid {kid!r}")
         key = self.keys.key(kid)
         claims = self._verified_claims(token, key, algorithm)
-        return self._caller(claims)
+        return self._caller(claims), float(claims["exp"]) + self.leeway_seconds
 
     def _verified_claims(self, token: str, key: PyJWK, algorithm: str) -> dict[str, Any]:
         import jwt

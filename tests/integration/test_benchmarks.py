@@ -69,7 +69,8 @@ EXPECTED_ROWS: dict[str, tuple[list[str], list[str]]] = {
         ["--quick", "--calls", "50"],
         [
             "GET order: handler p50 with vs without token check",
-            "bearer token: validation p50 (cached keys)",
+            "GET order: handler CPU p50 with vs without token check",
+            "bearer token: first-sight validation p50 (cached keys)",
         ],
     ),
     "import_throughput": (

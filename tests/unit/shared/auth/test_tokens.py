@@ -487,3 +487,56 @@ def test_an_issuer_that_keeps_timing_out_is_short_circuited_and_probed_on_its_ow
     finally:
         reset_dependencies()
         silent.close()
+
+
+# ------------------------------------------------------------------ tokens already validated
+
+
+def test_a_validated_token_is_remembered_until_its_exp(issuer: Issuer) -> None:
+    wall = [time.time()]
+    keys = SigningKeys(ISSUER, fetch=issuer.fetch)
+    validator = TokenValidator(ISSUER, AUDIENCE, keys=keys, wall_clock=lambda: wall[0])
+    token = sign(_claims(exp=int(wall[0]) + 60))
+    first = validator.validate(token)
+    assert validator.validate(token) == first
+    assert validator.cache_hits == 1
+    wall[0] += 60 + 31  # past exp and the leeway: judged again (here with the real clock)
+    validator.validate(token)
+    assert validator.cache_hits == 1
+
+
+def test_a_refusal_is_never_remembered_and_cached_false_checks_everything(issuer: Issuer) -> None:
+    validator = _validator(issuer)
+    forged = sign(key=OTHER_RSA_KEY, kid="k1")
+    for _ in range(2):
+        _refused(validator, forged)
+    token = sign()
+    validator.validate(token)
+    validator.validate(token, cached=False)
+    assert validator.cache_hits == 0
+
+
+def test_the_cache_is_bounded_and_forgets_the_least_recent(issuer: Issuer) -> None:
+    keys = SigningKeys(ISSUER, fetch=issuer.fetch)
+    validator = TokenValidator(ISSUER, AUDIENCE, keys=keys, cache_size=2)
+    tokens = [sign(_claims(sub=f"user-{number}")) for number in range(3)]
+    for token in tokens:
+        validator.validate(token)
+    validator.validate(tokens[2])
+    validator.validate(tokens[1])
+    assert validator.cache_hits == 2
+    validator.validate(tokens[0])  # evicted: validated again
+    assert validator.cache_hits == 2
+
+
+def test_reading_the_keys_again_forgets_validated_tokens(issuer: Issuer) -> None:
+    clock = Clock()
+    validator = _validator(issuer, clock)
+    token = sign()
+    validator.validate(token)
+    _refused(validator, sign(kid="unknown-kid"))  # a JWKS read
+    validator.validate(token)
+    assert validator.cache_hits == 0
+    clock.now += 3601  # keys due for a refresh: cached tokens wait for it too
+    issuer.keys = [(EC_KEY, "e1")]  # ... and k1 is gone by then
+    _refused(validator, token)
