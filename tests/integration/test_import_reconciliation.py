@@ -25,20 +25,13 @@ from shared.services.import_pipeline import FileOutcome, ImportPipeline, is_impo
 from shared.services.import_reconciliation import ImportReconciler, Reason
 from shared.services.orders import OrderService
 from tests.fixtures.eventgrid import EventGridSink
+from tests.fixtures.fakes import ListQueue
 from tests.fixtures.imports import direct_import_files, upload_direct
 
 pytestmark = pytest.mark.integration
 
 HEADER = "external_id,customer_id,sku,quantity,unit_price,currency\n"
 LATER = timedelta(minutes=10)  # past the default grace period
-
-
-class ListQueue:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def send(self, message: str) -> None:
-        self.messages.append(message)
 
 
 def test_an_upload_whose_event_never_arrives_is_imported_by_the_next_timer_run(

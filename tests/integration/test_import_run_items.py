@@ -27,6 +27,7 @@ from shared.repositories.orders import CosmosOrderRepository
 from shared.services.import_pipeline import ChunkOutcome, FileOutcome, ImportPipeline
 from shared.services.orders import OrderService
 from tests.fixtures.eventgrid import EventGridSink
+from tests.fixtures.fakes import ListQueue
 from tests.fixtures.imports import direct_import_files, upload_direct
 from tests.fixtures.transport import (
     ForwardingTransport,
@@ -56,14 +57,6 @@ RUN_FIELDS = {
     "createdAt",
     "updatedAt",
 }
-
-
-class ListQueue:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def send(self, message: str) -> None:
-        self.messages.append(message)
 
 
 class CountingPublisher(EventGridPublisher):
