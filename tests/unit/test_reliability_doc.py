@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 from shared import clients
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DOC = REPO_ROOT / "docs" / "RELIABILITY.md"
 TEST_REFERENCE = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
 QUOTED_HOST_SETTINGS = {

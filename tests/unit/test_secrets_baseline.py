@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 from localdev.stack.stack import AZURITE_ACCOUNT_KEY, COSMOS_EMULATOR_KEY
 from smoke.__main__ import LOCAL_WEBHOOK_SECRET
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BASELINE = REPO_ROOT / ".secrets.baseline"
 TEST_FILES = "tests/"
 LOCAL_STACK_FILES = ("localdev/", "local.settings.json.sample")

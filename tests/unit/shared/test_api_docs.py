@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import html.parser
 import json
-from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -25,8 +24,9 @@ from shared.api_docs import (
     VENDOR_FILES,
     DocsConfig,
 )
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = REPO_ROOT
 NPM_PACKAGE = ROOT / "localdev" / "node_modules" / "swagger-ui-dist"
 HANDLER = blueprint.api_docs.build().get_user_function()
 

@@ -6,15 +6,15 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from shared import clients
 from shared.errors import ConfigurationError
 from shared.process_state import reset_process_state
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = REPO_ROOT
 AZURE = {
     "COSMOS_ENDPOINT": "https://orderflow.documents.azure.com:443/",
     "ImportsStorage__blobServiceUri": "https://orderflow.blob.core.windows.net",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,9 @@ from shared.config import (
     load_settings,
 )
 from shared.errors import ConfigurationError
+from tests.paths import REPO_ROOT
 
-SAMPLE = Path(__file__).resolve().parents[3] / "local.settings.json.sample"
+SAMPLE = REPO_ROOT / "local.settings.json.sample"
 
 
 def sample_values() -> dict[str, str]:

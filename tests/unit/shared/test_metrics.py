@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,9 @@ from blueprints import _invocation
 from shared import metrics
 from shared.process_state import reset_process_state
 from shared.services.deadletters import watch_poison_queue
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = REPO_ROOT
 
 
 def metric_records(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:

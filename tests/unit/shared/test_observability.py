@@ -8,7 +8,6 @@ import logging
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +22,9 @@ from shared.observability import (
     reset_telemetry_state,
     trace_id_from,
 )
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = REPO_ROOT
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 

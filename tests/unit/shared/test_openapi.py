@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from shared.openapi import OPERATIONS, openapi_document
 from tests.fixtures.worker_indexing import repository_app_report
+from tests.paths import REPO_ROOT
 
-COMMITTED = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
+COMMITTED = REPO_ROOT / "docs" / "openapi.json"
 
 
 def render() -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -21,8 +20,9 @@ from shared.secrets import (
     get_secret_store,
     local_setting_name,
 )
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = REPO_ROOT
 LOCAL_SETTINGS = {
     "ORDERFLOW_ENVIRONMENT": "local",
     "COSMOS_ENDPOINT": "https://127.0.0.1:8081/",

@@ -19,6 +19,7 @@ from shared.auth.policy import (
     authorize,
 )
 from shared.errors import InsufficientScopeError
+from tests.paths import REPO_ROOT
 
 ALICE = {"customerId": "alice"}
 
@@ -104,14 +105,13 @@ def test_a_protected_route_fails_closed_without_issuer_settings(
 ) -> None:
     """No AUTH_ISSUER / AUTH_AUDIENCE: 503 (misconfigured), never an open door."""
     import json
-    from pathlib import Path
 
     import azure.functions as func
 
     from blueprints._problems import api_handler
     from shared.process_state import reset_process_state
 
-    sample = Path(__file__).resolve().parents[4] / "local.settings.json.sample"
+    sample = REPO_ROOT / "local.settings.json.sample"
     for name, value in json.loads(sample.read_text())["Values"].items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AUTH_ISSUER")
