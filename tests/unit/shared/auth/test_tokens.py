@@ -8,6 +8,7 @@ import base64
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -168,12 +169,20 @@ def test_v1_tokens_name_the_client_in_appid_and_the_customer_claim_is_configurab
 # ------------------------------------------------------------------ hostile tokens
 
 
+@dataclass(frozen=True)
+class FromNow:
+    """A time claim relative to when the test runs, not to collection: a full run collects
+    minutes before it gets here, which would let "600 s from now" pass as valid."""
+
+    seconds: int
+
+
 @pytest.mark.parametrize(
     ("overrides", "hint"),
     [
-        ({"exp": int(time.time()) - 120}, "expired"),
-        ({"nbf": int(time.time()) + 600}, "not valid yet"),
-        ({"iat": int(time.time()) + 600}, "not valid yet"),
+        ({"exp": FromNow(-120)}, "expired"),
+        ({"nbf": FromNow(600)}, "not valid yet"),
+        ({"iat": FromNow(600)}, "not valid yet"),
         ({"iss": "https://login.example.test/other/v2.0"}, "another issuer"),
         ({"iss": ISSUER + "/"}, "another issuer"),  # exact comparison, no normalisation
         ({"aud": "api://someone-else"}, "another audience"),
@@ -187,7 +196,9 @@ def test_v1_tokens_name_the_client_in_appid_and_the_customer_claim_is_configurab
     ],
 )
 def test_claims_are_checked(issuer: Issuer, overrides: dict[str, Any], hint: str) -> None:
-    error = _refused(_validator(issuer), sign(_claims(**overrides)))
+    now = int(time.time())
+    claims = {k: now + v.seconds if isinstance(v, FromNow) else v for k, v in overrides.items()}
+    error = _refused(_validator(issuer), sign(_claims(**claims)))
     assert hint in error.detail
 
 
