@@ -116,7 +116,19 @@ def relay_pending_events(
     seen = published = pending = 0
     for stored in orders.with_pending_events(limit):
         seen += 1
-        if publish_outbox(stored, orders, publisher).document.get("outbox"):
+        try:
+            left = publish_outbox(stored, orders, publisher).document.get("outbox")
+        except ValueError as error:
+            # A stored event that is no CloudEvent (written by hand or by an older version)
+            # must not stop the relay for every order after it: it stays for an operator.
+            log.error(
+                "order %s has a malformed event in its outbox, left in place: %s",
+                stored.id,
+                error,
+                extra={"orderId": stored.id, "pendingEvents": len(stored.document["outbox"])},
+            )
+            left = stored.document["outbox"]
+        if left:
             pending += 1
         else:
             published += 1

@@ -22,13 +22,25 @@ AT = "2026-12-04T03:00:00.000000Z"
 Kinds = ["fake", "cosmos"]
 
 
+def placed_event(customer: str, order_id: str) -> dict[str, Any]:
+    return {
+        "id": f"evt-{order_id}",
+        "source": "/orderflow",
+        "type": "Orderflow.Order.Placed",
+        "specversion": "1.0",
+        "subject": f"customers/{customer}/orders/{order_id}",
+        "data": {},
+    }
+
+
 def order(customer: str, order_id: str, created: str, **fields: Any) -> dict[str, Any]:
     return {
         "id": order_id,
         "customerId": customer,
         "status": "pending",
         "createdAt": created,
-        "outbox": [{"id": f"evt-{order_id}"}],
+        # A CloudEvent as the app stores it: the shared stack's outbox relay may publish it.
+        "outbox": [placed_event(customer, order_id)],
         **fields,
     }
 
@@ -67,7 +79,7 @@ def test_orders_create_read_and_refuse_as_cosmos_does(orders: OrderRepository) -
     created = orders.create(order(customer, "o-1", "2026-12-04T03:00:00Z"))
 
     assert orders.get(customer, "o-1") == created
-    assert created.document["outbox"] == [{"id": "evt-o-1"}]
+    assert created.document["outbox"] == [placed_event(customer, "o-1")]
     with pytest.raises(AlreadyExistsError):
         orders.create(order(customer, "o-1", "2026-12-04T03:00:00Z"))
     with pytest.raises(NotFoundError):
@@ -94,7 +106,7 @@ def test_orders_clear_the_outbox_only_if_unchanged(orders: OrderRepository) -> N
     changed = orders.replace({**first.document, "status": "paid"}, first.etag)
 
     assert orders.clear_outbox(first) is None
-    assert orders.get(customer, "o-1").document["outbox"] == [{"id": "evt-o-1"}]
+    assert orders.get(customer, "o-1").document["outbox"] == [placed_event(customer, "o-1")]
     cleared = orders.clear_outbox(changed)
     assert cleared is not None
     assert cleared.document["outbox"] == []
