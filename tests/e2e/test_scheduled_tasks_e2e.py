@@ -142,11 +142,11 @@ def test_daily_sales_report_through_the_admin_endpoint(
     assert deliver(host, payment(placed[1])).status == 200
     cancel = f"/api/v1/customers/{customer}/orders/{placed[2]['id']}/cancel"
     assert host.request("POST", cancel).status == 200
-    for paid in placed[:2]:
-        wait_until(
-            lambda paid=paid: order_status(host, paid) == "fulfilled" or None,
-            f"order {paid['id']} fulfilled",
-        )
+
+    def both_fulfilled() -> bool | None:
+        return all(order_status(host, paid) == "fulfilled" for paid in placed[:2]) or None
+
+    wait_until(both_fulfilled, "both paid orders fulfilled")
 
     invocation_id = run_function(host, "daily_sales_report")
     wait_for_success(host, "daily_sales_report", invocation_id)
