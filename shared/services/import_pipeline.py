@@ -53,6 +53,7 @@ from shared.services.import_events import parse_blob_created, same_etag
 from shared.services.import_files import (
     FORMULA_PREFIXES,
     MAX_CHUNK_BYTES,
+    MAX_CHUNK_ORDERS,
     ChunkEnvelope,
     ChunkWriter,
     FileRejectedError,
@@ -140,6 +141,7 @@ class ImportPipeline:
     queue: ChunkQueue
     orders: Callable[[], OrderService]
     max_chunk_bytes: int = MAX_CHUNK_BYTES
+    max_chunk_orders: int = MAX_CHUNK_ORDERS
 
     # ----------------------------------------------------------------------- file pass
 
@@ -205,7 +207,12 @@ class ImportPipeline:
         self.reports.create(report_name(name), REPORT_HEADER)
         report = _ReportWriter(self.reports, report_name(name))
         file_format = file_format_for(name)
-        writer = ChunkWriter(ChunkEnvelope(name, run_id), self.queue.send, self.max_chunk_bytes)
+        writer = ChunkWriter(
+            ChunkEnvelope(name, run_id),
+            self.queue.send,
+            self.max_chunk_bytes,
+            max_orders=self.max_chunk_orders,
+        )
         try:
             if file_format is None:
                 raise FileRejectedError("unsupported file type: name it .csv or .jsonl")

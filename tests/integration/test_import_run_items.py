@@ -24,6 +24,7 @@ from shared.repositories.import_runs import (
 )
 from shared.repositories.import_storage import AzureReportBlob, report_name
 from shared.repositories.orders import CosmosOrderRepository
+from shared.services.import_files import MAX_CHUNK_ORDERS
 from shared.services.import_pipeline import ChunkOutcome, FileOutcome, ImportPipeline
 from shared.services.orders import OrderService
 from tests.fixtures.eventgrid import EventGridSink
@@ -78,7 +79,9 @@ def topic(
     return events
 
 
-def pipeline_for(queue: ListQueue, max_chunk_bytes: int) -> ImportPipeline:
+def pipeline_for(
+    queue: ListQueue, max_chunk_bytes: int, max_chunk_orders: int = MAX_CHUNK_ORDERS
+) -> ImportPipeline:
     service = OrderService(CosmosOrderRepository(), EventGridPublisher())
     return ImportPipeline(
         CosmosImportRunRepository(),
@@ -87,6 +90,7 @@ def pipeline_for(queue: ListQueue, max_chunk_bytes: int) -> ImportPipeline:
         queue,
         lambda: service,
         max_chunk_bytes=max_chunk_bytes,
+        max_chunk_orders=max_chunk_orders,
     )
 
 
@@ -116,7 +120,7 @@ def test_the_run_item_is_the_same_size_for_one_chunk_and_for_many() -> None:
     small_queue, large_queue = ListQueue(), ListQueue()
     small_name, _ = upload(orders=3, bad_rows=1)
     large_name, _ = upload(orders=300, bad_rows=200)
-    small, large = pipeline_for(small_queue, 48_000), pipeline_for(large_queue, 600)
+    small, large = pipeline_for(small_queue, 48_000), pipeline_for(large_queue, 600, 10)
 
     small.import_file(small_name)
     large.import_file(large_name)

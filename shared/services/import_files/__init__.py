@@ -31,6 +31,8 @@ format, both ways), :mod:`.scanner` (one file's pass, putting them together).
 from shared.services.import_files.chunks import (
     CHUNK_VERSION,
     MAX_CHUNK_BYTES,
+    MAX_CHUNK_ORDERS,
+    MAX_CHUNK_TEXT_BYTES,
     MAX_QUEUE_MESSAGE_BYTES,
     Chunk,
     ChunkEnvelope,
@@ -66,6 +68,8 @@ __all__ = [
     "CSV_HEADER",
     "FORMULA_PREFIXES",
     "MAX_CHUNK_BYTES",
+    "MAX_CHUNK_ORDERS",
+    "MAX_CHUNK_TEXT_BYTES",
     "MAX_FIELD_CHARS",
     "MAX_LINE_CHARS",
     "MAX_QUEUE_MESSAGE_BYTES",
