@@ -38,6 +38,7 @@ def test_redelivered_and_stale_chunks_keep_counts_exact(
         queue,
         lambda: service,
         max_chunk_bytes=1000,
+        max_chunk_orders=10,
     )
     customer = f"c-{uuid.uuid4().hex[:10]}"
     name = f"redelivery-{uuid.uuid4().hex[:8]}.csv"

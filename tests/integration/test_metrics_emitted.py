@@ -129,6 +129,7 @@ def test_rows_of_a_finished_import_are_counted_once_despite_redelivery(
         queue,
         lambda: service,
         max_chunk_bytes=400,
+        max_chunk_orders=4,
     )
     customer = f"c-{uuid.uuid4().hex[:10]}"
     name = f"metrics-{uuid.uuid4().hex[:8]}.csv"

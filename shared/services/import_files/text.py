@@ -10,8 +10,11 @@ from typing import Any, Final
 
 # A valid row is well under 300 characters; longer lines are refused without being held.
 MAX_LINE_CHARS: Final = 16 * 1024
-# Text is split into lines a block of this many characters at a time.
-READ_CHARS: Final = 256 * 1024
+# Text is split into lines a block of this many characters at a time: small enough that a
+# batch's lines and fields (some 8,000 string objects) stay in a core's L2 cache while they are
+# judged column by column (four times this took 20% longer), large enough that the per-batch
+# work is a small part of the pass.
+READ_CHARS: Final = 64 * 1024
 OVERLONG: Final = "\x00\n"  # stands in for a line longer than MAX_LINE_CHARS
 
 
