@@ -5,7 +5,9 @@ The **run item** (id = the import id) holds the status the API shows (``state``,
 ``accepted``, ``rejected``, ``chunksTotal``, ``chunksDone``, ``reportLocation``, ``reason``) and
 ``runId`` (the file pass being counted), ``fileRejected`` (rows the file pass rejected). Its
 size does not depend on the file: counters are patched, never recomputed from a list, so the
-file pass can add its own fields (a checkpoint) by patch too.
+file pass adds its own fields by patch too: ``owner`` (the token of the file pass that holds
+the run; a checkpoint write is conditional on it) and ``checkpoint`` (a fixed set of numbers:
+where a resumed pass starts, see ``shared.services.import_pipeline``).
 
 A **chunk is counted exactly once** by one transactional batch: create the marker item
 ``chunk:<runId>:<n>`` (a redelivered chunk hits 409 and the batch changes nothing) + patch the
@@ -87,8 +89,10 @@ class ImportRunRepository(Protocol):
         file_rejected: int,
         chunks_total: int,
         at: str,
+        end_file_pass: bool = False,
     ) -> StoredRun | None:
-        """What the file pass found; None when the run was replaced meanwhile."""
+        """What the file pass found; None when the run was replaced meanwhile.
+        ``end_file_pass``: also remove ``owner`` and ``checkpoint`` (the run has both)."""
         ...
 
     def chunk_counted(self, import_id: str, run_id: str, number: int) -> bool:
@@ -106,6 +110,44 @@ class ImportRunRepository(Protocol):
         """Move the run from ``processing`` to ``state``; None when another writer did (or the
         run was replaced): exactly one caller finishes a run."""
         ...
+
+    def checkpoint(
+        self, import_id: str, run_id: str, owner: str, checkpoint: dict[str, Any], at: str
+    ) -> bool:
+        """Record the file pass's checkpoint (replacing the last one) if ``owner`` still holds
+        the run's file pass and it is ``processing``; False when it lost it."""
+        ...
+
+    def take_over(
+        self, import_id: str, run_id: str, seen: StoredRun, owner: str, at: str
+    ) -> StoredRun | None:
+        """Make ``owner`` the run's file pass, if the run item is still as ``seen`` (same
+        owner, same ``updatedAt``): of two passes taking over, one wins."""
+        ...
+
+    def release(self, import_id: str, run_id: str, owner: str, at: str) -> None:
+        """``owner`` gives up the file pass (it failed): the next delivery takes over at once."""
+        ...
+
+
+# Owner tokens are made by the file pass (hex); times by utc_now: both reach a query text.
+_OWNER: Final = re.compile(r"^[0-9a-f]{8,64}$")
+_TIME: Final = re.compile(r"^[0-9T:.Z+-]{1,40}$")
+
+
+def _of_owner(run_id: str, owner: str | None, updated_at: str | None = None) -> str:
+    predicate = _of_run(run_id, processing=True)
+    if owner is None:
+        predicate += " AND (NOT IS_DEFINED(c.owner) OR IS_NULL(c.owner))"
+    elif _OWNER.fullmatch(owner):
+        predicate += f" AND c.owner = '{owner}'"
+    else:
+        raise ValueError(f"not an owner token: {owner[:60]!r}")
+    if updated_at is not None:
+        if not _TIME.fullmatch(updated_at):
+            raise ValueError(f"not a time: {updated_at[:60]!r}")
+        predicate += f" AND c.updatedAt = '{updated_at}'"
+    return predicate
 
 
 def chunk_marker_id(run_id: str, number: int) -> str:
@@ -160,6 +202,7 @@ class CosmosImportRunRepository:
         file_rejected: int,
         chunks_total: int,
         at: str,
+        end_file_pass: bool = False,
     ) -> StoredRun | None:
         operations: list[dict[str, Any]] = [
             {"op": "set", "path": "/rowsRead", "value": rows_read},
@@ -168,6 +211,12 @@ class CosmosImportRunRepository:
             {"op": "set", "path": "/chunksTotal", "value": chunks_total},
             {"op": "set", "path": "/updatedAt", "value": at},
         ]
+        if end_file_pass:
+            # The pass's own fields go with it: the run item is what it was before checkpoints.
+            operations += [
+                {"op": "remove", "path": "/owner"},
+                {"op": "remove", "path": "/checkpoint"},
+            ]
         return self._patch(import_id, operations, _of_run(run_id))
 
     def chunk_counted(self, import_id: str, run_id: str, number: int) -> bool:
@@ -231,6 +280,38 @@ class CosmosImportRunRepository:
         if reason is not None:
             operations.append({"op": "set", "path": "/reason", "value": reason})
         return self._patch(import_id, operations, _of_run(run_id, processing=True))
+
+    def checkpoint(
+        self, import_id: str, run_id: str, owner: str, checkpoint: dict[str, Any], at: str
+    ) -> bool:
+        operations: list[dict[str, Any]] = [
+            {"op": "set", "path": "/checkpoint", "value": checkpoint},
+            {"op": "set", "path": "/updatedAt", "value": at},
+        ]
+        return self._patch(import_id, operations, _of_owner(run_id, owner)) is not None
+
+    def take_over(
+        self, import_id: str, run_id: str, seen: StoredRun, owner: str, at: str
+    ) -> StoredRun | None:
+        previous = seen.document.get("owner")
+        updated_at = seen.document.get("updatedAt")
+        operations: list[dict[str, Any]] = [
+            {"op": "set", "path": "/owner", "value": owner},
+            {"op": "set", "path": "/updatedAt", "value": at},
+        ]
+        predicate = _of_owner(
+            run_id,
+            previous if isinstance(previous, str) else None,
+            updated_at if isinstance(updated_at, str) else None,
+        )
+        return self._patch(import_id, operations, predicate)
+
+    def release(self, import_id: str, run_id: str, owner: str, at: str) -> None:
+        operations: list[dict[str, Any]] = [
+            {"op": "set", "path": "/owner", "value": None},
+            {"op": "set", "path": "/updatedAt", "value": at},
+        ]
+        self._patch(import_id, operations, _of_owner(run_id, owner))
 
     def _patch(
         self, import_id: str, operations: list[dict[str, Any]], predicate: str

@@ -3,6 +3,7 @@ report as blocks, send chunks to the storage queue. Streams; never holds a whole
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,16 +41,28 @@ class VersionChangedError(Exception):
 class ImportFiles(Protocol):
     def version(self, name: str) -> BlobVersion | None: ...
 
-    def read(self, name: str, version: BlobVersion) -> Iterator[bytes]: ...
+    def read(self, name: str, version: BlobVersion, start: int = 0) -> Iterator[bytes]:
+        """The blob's bytes from ``start``, in ranges pinned to ``version`` (VersionChangedError
+        when it was overwritten)."""
+        ...
 
 
 class ReportBlob(Protocol):
     """The rejected-rows report: an append blob, so the file pass and every chunk can add
-    lines concurrently, each append atomic."""
+    lines concurrently, each append atomic. Also the file pass's resume log (see
+    :func:`resume_log_name`), an append blob in the same container."""
 
     def create(self, name: str, header: bytes) -> None: ...
 
-    def append(self, name: str, data: bytes) -> None: ...
+    def append(self, name: str, data: bytes) -> int:
+        """Append ``data`` as one block; the blob's length right after it."""
+        ...
+
+    def read_from(self, name: str, offset: int, end: int | None = None) -> Iterator[bytes]:
+        """The blob's bytes from ``offset`` (to ``end``, or its current end), in ranges."""
+        ...
+
+    def delete(self, name: str) -> None: ...
 
 
 class ChunkQueue(Protocol):
@@ -58,6 +71,13 @@ class ChunkQueue(Protocol):
 
 def report_name(import_id: str) -> str:
     return f"{import_id}.csv"
+
+
+def resume_log_name(run_id: str) -> str:
+    """The resume log of a run: what each checkpoint needs beyond the run item (the order keys
+    added since the last one, the chunks about to be sent). Never a report's name: import ids
+    have no ``/``."""
+    return f"resume/{run_id}.jsonl"
 
 
 def report_location(import_id: str) -> str:
@@ -101,14 +121,14 @@ class AzureImportFiles:
                 url=f"{container.url}/{quote(str(blob.name))}",
             )
 
-    def read(self, name: str, version: BlobVersion) -> Iterator[bytes]:
+    def read(self, name: str, version: BlobVersion, start: int = 0) -> Iterator[bytes]:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError
 
         from shared.clients import get_blob_service
 
         client = get_blob_service().get_blob_client(self.container, name)
-        offset = 0
+        offset = start
         while offset < version.size:
             length = min(READ_RANGE_BYTES, version.size - offset)
             try:
@@ -140,10 +160,35 @@ class AzureReportBlob:
         client.create_append_blob(
             content_settings=ContentSettings(content_type="text/csv; charset=utf-8")
         )
-        client.append_block(header, length=len(header))
+        if header:
+            client.append_block(header, length=len(header))
 
-    def append(self, name: str, data: bytes) -> None:
-        self._client(name).append_block(data, length=len(data))
+    def append(self, name: str, data: bytes) -> int:
+        result = self._client(name).append_block(data, length=len(data))
+        return int(str(result["blob_append_offset"])) + len(data)
+
+    def read_from(self, name: str, offset: int, end: int | None = None) -> Iterator[bytes]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        client = self._client(name)
+        if end is None:
+            try:
+                end = int(client.get_blob_properties().size)
+            except ResourceNotFoundError:
+                return
+        while offset < end:
+            length = min(READ_RANGE_BYTES, end - offset)
+            data = client.download_blob(offset=offset, length=length, max_concurrency=1).readall()
+            if not data:
+                return
+            offset += len(data)
+            yield data
+
+    def delete(self, name: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):
+            self._client(name).delete_blob()
 
 
 class AzureChunkQueue:

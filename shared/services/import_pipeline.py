@@ -1,10 +1,14 @@
 """The import pipeline: a file pass (blob -> validated chunks on the queue) and a chunk pass
 (queue -> orders), with counts that stay exact under retries and redelivery.
 
-Run: every file pass starts a new run (``runId`` = blob ETag + a random suffix) and resets the
-status document; chunks carry the run id, and a chunk of an older run is ignored. A retried
-file pass therefore re-sends every chunk under a new run, and the orders are created again
-idempotently (same ids, an existing identical order is *accepted*, not duplicated).
+Run: a file pass of a version without an unfinished run starts a new run (``runId`` = blob
+ETag + a random suffix) and resets the status document; chunks carry the run id, and a chunk of
+an older run is ignored. The pass writes a checkpoint per chunk (``shared.services.
+import_checkpoints``): a pass that dies is resumed from its last one by the next delivery of the
+event (or the reconciliation), with the same run id and chunk numbers going on, so only the
+rows after the checkpoint are read again. A file pass retried after it had read the whole file
+starts a new run and re-sends every chunk; the orders are created again idempotently (same
+ids, an existing identical order is *accepted*, not duplicated).
 
 Counts (``shared.repositories.import_runs``): the file pass records ``rowsRead``, its own
 rejections (``fileRejected``, added to ``rejected``) and ``chunksTotal``; each chunk is counted
@@ -22,13 +26,14 @@ outbox is cleared; if publishing fails they wait for the outbox relay.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -47,21 +52,29 @@ from shared.repositories.import_storage import (
     VersionChangedError,
     report_location,
     report_name,
+    resume_log_name,
 )
 from shared.repositories.orders import StoredOrder
+from shared.services.import_checkpoints import (
+    LEASE_SECONDS,
+    Checkpoint,
+    FilePassCheckpoints,
+    LostFilePassError,
+    read_resume_state,
+    report_lines,
+)
 from shared.services.import_events import parse_blob_created, same_etag
 from shared.services.import_files import (
     FORMULA_PREFIXES,
     MAX_CHUNK_BYTES,
     MAX_CHUNK_ORDERS,
-    ChunkEnvelope,
-    ChunkWriter,
     FileRejectedError,
     ImportScanner,
     Rejection,
     file_format_for,
     parse_chunk,
 )
+from shared.services.import_files.text import LineOffsets
 from shared.services.orders import OrderService
 
 log = get_logger("imports")
@@ -89,6 +102,21 @@ class FileOutcome(StrEnum):
     REJECTED = "rejected"  # the whole file was refused
     SKIPPED = "skipped"  # not an import (nested name, deleted, or this version already done)
     SUPERSEDED = "superseded"  # overwritten while reading: the newer upload's run takes over
+
+
+class ImportBusyError(Exception):
+    """Another file pass holds this run and wrote to it within the lease: the delivery is
+    retried (an undeclared error), and takes the run over once the lease has run out."""
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class ChunkOutcome(StrEnum):
@@ -142,6 +170,7 @@ class ImportPipeline:
     orders: Callable[[], OrderService]
     max_chunk_bytes: int = MAX_CHUNK_BYTES
     max_chunk_orders: int = MAX_CHUNK_ORDERS
+    lease_seconds: float = LEASE_SECONDS
 
     # ----------------------------------------------------------------------- file pass
 
@@ -170,7 +199,9 @@ class ImportPipeline:
 
     def import_file(self, name: str, *, etag: str | None = None) -> FileOutcome:
         """``etag``: the version an event announced; when the blob has another one by now, that
-        newer version has its own event, and this one is not imported."""
+        newer version has its own event, and this one is not imported. A run of this version
+        whose file pass died is resumed from its checkpoint; ImportBusyError while another
+        pass holds it (the delivery is retried)."""
         version = self._version_to_import(name, etag)
         if isinstance(version, FileOutcome):
             return version
@@ -182,6 +213,11 @@ class ImportPipeline:
         ):
             log.info("import %s: this version was already imported", name)
             return FileOutcome.SKIPPED
+        owner = uuid.uuid4().hex
+        resumed = self._take_over(name, version, existing, owner)
+        if resumed is not None:
+            run_id, checkpoint = resumed
+            return self._file_pass(name, version, run_id, owner, checkpoint)
         run_id = f"{version.etag.strip('"')}-{uuid.uuid4().hex[:12]}"
         now = utc_now()
         self.runs.start(
@@ -200,39 +236,133 @@ class ImportPipeline:
                 "chunksDone": 0,
                 "reportLocation": report_location(name),
                 "reason": None,
+                "owner": owner,
+                "checkpoint": None,
                 "createdAt": existing.document.get("createdAt", now) if existing else now,
                 "updatedAt": now,
             }
         )
         self.reports.create(report_name(name), REPORT_HEADER)
-        report = _ReportWriter(self.reports, report_name(name))
+        self.reports.create(resume_log_name(run_id), b"")
+        start = Checkpoint(
+            offset=0,
+            row=1,
+            next_chunk=0,
+            rows_read=0,
+            accepted=0,
+            rejected=0,
+            report_end=len(REPORT_HEADER),
+            log_end=0,
+        )
+        return self._file_pass(name, version, run_id, owner, start, fresh=True)
+
+    def _take_over(
+        self, name: str, version: BlobVersion, existing: StoredRun | None, owner: str
+    ) -> tuple[str, Checkpoint] | None:
+        """The run and checkpoint to resume, when this version's file pass died after a
+        checkpoint; None to start a new run."""
+        if existing is None:
+            return None
+        document = existing.document
+        if (
+            document.get("blobEtag") != version.etag
+            or document.get("state") != ImportState.PROCESSING.value
+            or document.get("chunksTotal") is not None
+        ):
+            return None  # another version, or the file pass finished (chunks carry on)
+        run_id = str(document.get("runId"))
+        holder = document.get("owner")
+        written = _parse_time(document.get("updatedAt"))
+        if holder is not None and (
+            written is None or datetime.now(UTC) - written < timedelta(seconds=self.lease_seconds)
+        ):
+            raise ImportBusyError(name)
+        checkpoint = Checkpoint.parse(document.get("checkpoint"))
+        if checkpoint is None:
+            return None  # it died before its first checkpoint: start over
+        if self.runs.take_over(name, run_id, existing, owner, utc_now()) is None:
+            raise ImportBusyError(name)  # another delivery took it over first
+        log.info(
+            "import %s: resuming run %s at row %d (byte %d, chunk %d)",
+            name,
+            run_id,
+            checkpoint.row,
+            checkpoint.offset,
+            checkpoint.next_chunk,
+            extra={"importId": name, "resumeRow": checkpoint.row},
+        )
+        return run_id, checkpoint
+
+    def _file_pass(
+        self,
+        name: str,
+        version: BlobVersion,
+        run_id: str,
+        owner: str,
+        checkpoint: Checkpoint,
+        *,
+        fresh: bool = False,
+    ) -> FileOutcome:
         file_format = file_format_for(name)
-        writer = ChunkWriter(
-            ChunkEnvelope(name, run_id),
-            self.queue.send,
-            self.max_chunk_bytes,
-            max_orders=self.max_chunk_orders,
+        keys: list[str] = []
+        reported: set[int] = set()
+        if not fresh:
+            state = read_resume_state(
+                self.reports, report_name(name), resume_log_name(run_id), checkpoint
+            )
+            keys, reported = state.keys, state.reported
+            for message in state.resend:
+                self.queue.send(message)  # the dead pass may not have sent them
+        checkpoints = FilePassCheckpoints(
+            runs=self.runs,
+            reports=self.reports,
+            send=self.queue.send,
+            import_id=name,
+            run_id=run_id,
+            owner=owner,
+            report=report_name(name),
+            log=resume_log_name(run_id),
+            start=checkpoint,
+            now=utc_now,
+            max_chunk_bytes=self.max_chunk_bytes,
+            max_chunk_orders=self.max_chunk_orders,
+            reported=reported,
         )
         try:
             if file_format is None:
                 raise FileRejectedError("unsupported file type: name it .csv or .jsonl")
             if version.size > MAX_FILE_BYTES:
                 raise FileRejectedError(f"the file is larger than {MAX_FILE_BYTES} bytes")
-            scanner = ImportScanner(file_format, writer, report.add)
-            counts = scanner.scan(self.files.read(name, version))
-            chunks_total = writer.close()
-        except FileRejectedError as rejected:
-            report.add(Rejection(0, "", rejected.reason))
-            report.flush()
-            self._finish_file(
-                name, run_id, rows_read=0, file_rejected=0, chunks=0, reason=rejected.reason
+            scanner = ImportScanner(file_format, checkpoints, checkpoints.reject, track=True)
+            offsets = scanner.offsets or LineOffsets()  # tracked: never the fallback
+            checkpoints.attach(scanner.offset_of, offsets.forget_before, scanner.key_journal)
+            counts = scanner.scan(
+                self.files.read(name, version, checkpoint.offset),
+                None if fresh else checkpoint.scan_start(keys),
+                checkpoints.safe_point,
             )
-            log.warning("import %s rejected as a whole: %s", name, rejected.reason)
+            del keys
+            chunks_total = checkpoints.finish(version.size, offsets.next_line)
+        except FileRejectedError as rejected:
+            reason = rejected.reason
+            self.reports.append(
+                report_name(name),
+                report_lines([*checkpoints.rejections_before(1 << 62), Rejection(0, "", reason)]),
+            )
+            self._finish_file(name, run_id, rows_read=0, file_rejected=0, chunks=0, reason=reason)
+            self.reports.delete(resume_log_name(run_id))
+            log.warning("import %s rejected as a whole: %s", name, reason)
             return FileOutcome.REJECTED
         except VersionChangedError:
             log.info("import %s was overwritten while being read; the new upload takes over", name)
             return FileOutcome.SUPERSEDED
-        report.flush()
+        except LostFilePassError:
+            log.warning("import %s: another file pass took the run over; this one stops", name)
+            return FileOutcome.SUPERSEDED
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.runs.release(name, run_id, owner, utc_now())  # the retry resumes at once
+            raise
         self._finish_file(
             name,
             run_id,
@@ -241,12 +371,13 @@ class ImportPipeline:
             chunks=chunks_total,
             reason=None,
         )
+        self.reports.delete(resume_log_name(run_id))
         log.info(
-            "import %s read: %d rows, %d orders in %d chunks, %d rows rejected",
+            "import %s read: %d rows, %d chunks (%d checkpoints), %d rows rejected",
             name,
             counts.rows_read,
-            counts.orders,
             chunks_total,
+            checkpoints.checkpoints,
             counts.rejected,
             extra={"importId": name, "rowsRead": counts.rows_read, "rowsRejected": counts.rejected},
         )
@@ -269,6 +400,7 @@ class ImportPipeline:
             file_rejected=file_rejected,
             chunks_total=chunks,
             at=utc_now(),
+            end_file_pass=True,
         )
         if stored is None:
             return  # a newer file pass replaced this run

@@ -11,13 +11,16 @@ event gets its chance first):
   the import is *started*;
 - a run of this version still ``processing`` whose file pass has not finished (``chunksTotal``
   unset) and whose run item was not written for longer than the stuck timeout (longer than the
-  function timeout, so the pass cannot still be running): the import is *restarted*.
+  function timeout, so the pass cannot still be running; a live pass writes a checkpoint every
+  few seconds): the import is *resumed* from the run's last checkpoint (restarted from row 1
+  only when the pass died before its first one, see ``shared.services.import_checkpoints``).
 
 Starting means writing the same ``Microsoft.Storage.BlobCreated`` event Event Grid would have
 written to ``order-import-events`` (Event Grid schema, only a reference to the blob): the
 queue-triggered file pass then runs with its usual retries and poison queue, and a duplicate
-of an event that did arrive late is harmless (a version already imported is skipped; a second
-run of the same version supersedes the first, whose chunks are then ignored). Each start is
+of an event that did arrive late is harmless (a version already imported is skipped; a pass
+that finds the run held by a live pass retries later, one that finds it silent past the lease
+takes it over and resumes it). Each start is
 counted in the metric ``orderflow.imports.reconciled`` (attribute ``reason``), which
 infra/modules/alerts.bicep alerts on: events should not get lost.
 """
@@ -49,7 +52,7 @@ DEFAULT_STUCK_AFTER: Final = timedelta(minutes=15)
 class Reason(StrEnum):
     NO_RUN = "no_run"  # the upload has no import run at all
     NEWER_VERSION = "newer_version"  # the run is of an older version of the blob
-    STUCK = "stuck"  # the file pass of this version died before it finished
+    STUCK = "stuck"  # the file pass of this version died before it finished: resumed
 
 
 class ImportListing(Protocol):
@@ -117,7 +120,7 @@ class ImportReconciler:
         return Reason.STUCK
 
     def reconcile(self, now: datetime | None = None) -> dict[str, Reason]:
-        """Start or restart every import that needs it; what was started, and why."""
+        """Start or resume every import that needs it; what was started, and why."""
         from shared.metrics import IMPORTS_RECONCILED, add_to_counter
 
         moment = now or datetime.now(UTC)

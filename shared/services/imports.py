@@ -49,6 +49,7 @@ class ImportRunMetrics:
         file_rejected: int,
         chunks_total: int,
         at: str,
+        end_file_pass: bool = False,
     ) -> StoredRun | None:
         return self._runs.record_file(
             import_id,
@@ -57,6 +58,7 @@ class ImportRunMetrics:
             file_rejected=file_rejected,
             chunks_total=chunks_total,
             at=at,
+            end_file_pass=end_file_pass,
         )
 
     def chunk_counted(self, import_id: str, run_id: str, number: int) -> bool:
@@ -68,6 +70,19 @@ class ImportRunMetrics:
         return self._runs.record_chunk(
             import_id, run_id, number, accepted=accepted, rejected=rejected, at=at
         )
+
+    def checkpoint(
+        self, import_id: str, run_id: str, owner: str, checkpoint: dict[str, Any], at: str
+    ) -> bool:
+        return self._runs.checkpoint(import_id, run_id, owner, checkpoint, at)
+
+    def take_over(
+        self, import_id: str, run_id: str, seen: StoredRun, owner: str, at: str
+    ) -> StoredRun | None:
+        return self._runs.take_over(import_id, run_id, seen, owner, at)
+
+    def release(self, import_id: str, run_id: str, owner: str, at: str) -> None:
+        self._runs.release(import_id, run_id, owner, at)
 
     def finish(
         self, import_id: str, run_id: str, state: str, reason: str | None, at: str

@@ -124,6 +124,7 @@ class ChunkWriter:
         *,
         max_orders: int = MAX_CHUNK_ORDERS,
         level: int = CHUNK_ZLIB_LEVEL,
+        first_number: int = 0,
     ) -> None:
         self._envelope = envelope
         self._send = send
@@ -142,7 +143,12 @@ class ChunkWriter:
         self._runs: list[list[int]] = []
         self._size = self._overhead
         self._orders = 0
-        self.sent = 0
+        self.sent = first_number  # the next chunk's number (a resumed pass goes on counting)
+
+    @property
+    def pending_first_row(self) -> int | None:
+        """The file row of the first order not sent yet (None when all are sent)."""
+        return self._runs[0][0] if self._runs else None
 
     def _add_rows(self, first: int, count: int) -> None:
         runs = self._runs

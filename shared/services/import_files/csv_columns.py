@@ -80,6 +80,8 @@ def plain_batch(  # noqa: PLR0911 - each early return is one reason to go row by
             return None  # a sku repeats within an order of three lines or more
     if not verdicts.keys.add_new(order_ids):
         return None  # an external_id seen before: a split order or a duplicate
+    if verdicts.journal is not None:
+        verdicts.journal.add_batch(first_row, starts, order_ids)
     verdicts.sink.add_lines(text, lines, starts, used, first_row)
     counts = verdicts.counts
     counts.rows_read += used

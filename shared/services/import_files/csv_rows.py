@@ -233,6 +233,8 @@ class CsvRows:
         external_id = group.external_id or ""
         rows = group.rows
         new = self._verdicts.keys.add(external_id) if external_id else True
+        if external_id and new and self._verdicts.journal is not None:
+            self._verdicts.journal.add(rows[0], external_id)
         if group.bad:
             first_bad = min(group.bad)  # the first bad row: rows are in file order
             fallback = f"order rejected with its invalid row {first_bad}"

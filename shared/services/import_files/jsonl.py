@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,12 +18,51 @@ from shared.services.import_files.rows import (
     model_reason,
     text_problem,
 )
-from shared.services.import_files.text import MAX_LINE_CHARS, OVERLONG, bounded_lines
+from shared.services.import_files.text import (
+    MAX_LINE_CHARS,
+    OVERLONG,
+    LineOffsets,
+    bounded_lines,
+    sized_lines,
+)
 
 
-def scan_jsonl(verdicts: Verdicts, text: io.TextIOWrapper) -> None:
+def scan_jsonl(
+    verdicts: Verdicts,
+    text: io.TextIOWrapper,
+    first_row: int = 1,
+    offsets: LineOffsets | None = None,
+    safe_point: Callable[[int], None] | None = None,
+) -> None:
+    """``first_row``: the file line number of the text's first line (a resumed pass);
+    ``offsets`` records where each line starts; ``safe_point(row)`` after each line."""
+    if offsets is None:
+        _scan_lines(verdicts, enumerate(bounded_lines(text), start=first_row), safe_point)
+        return
+    _scan_lines(verdicts, _recorded(text, first_row, offsets), safe_point)
+
+
+def _recorded(
+    text: io.TextIOWrapper, first_row: int, offsets: LineOffsets
+) -> Iterator[tuple[int, str]]:
+    position = -1
+    for row, (line, size) in enumerate(sized_lines(text), start=first_row):
+        if position < 0:
+            position = offsets.first_byte  # known once the first block was read (a BOM)
+        offsets.add(position, [line], [size])
+        position += size
+        yield row, line
+
+
+def _scan_lines(
+    verdicts: Verdicts,
+    lines: Iterable[tuple[int, str]],
+    safe_point: Callable[[int], None] | None,
+) -> None:
     counts = verdicts.counts
-    for row, line in enumerate(bounded_lines(text), start=1):
+    for row, line in lines:
+        if safe_point is not None and row > 1:
+            safe_point(row)  # every line before this one is judged
         if not line.strip():
             continue
         counts.rows_read += 1
@@ -51,13 +91,16 @@ def scan_jsonl(verdicts: Verdicts, text: io.TextIOWrapper) -> None:
         except ValidationError as error:
             verdicts.reject(row, external_id, model_reason(error, (row,), csv_names=False)[1])
             continue
-        if not verdicts.keys.add(f"{order.customer_id}\n{order.external_id}"):
+        key = f"{order.customer_id}\n{order.external_id}"
+        if not verdicts.keys.add(key):
             verdicts.reject(
                 row,
                 external_id,
                 "duplicate: this customerId and externalId appeared earlier in the file",
             )
             continue
+        if verdicts.journal is not None:
+            verdicts.journal.add(row, key)
         verdicts.accept(imported_order(order, (row,)))
 
 

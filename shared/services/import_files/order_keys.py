@@ -28,6 +28,20 @@ class FingerprintSet:
     def __len__(self) -> int:
         return self._count
 
+    def update(self, keys: Iterable[str]) -> None:
+        """Add every key of ``keys`` (repeats allowed): the keys of a resumed pass."""
+        batch: list[str] = []
+        for key in keys:
+            batch.append(key)
+            if len(batch) >= 4096:
+                self._add_all(batch)
+                batch = []
+        self._add_all(batch)
+
+    def _add_all(self, keys: list[str]) -> None:
+        for key in dict.fromkeys(keys):
+            self.add(key)
+
     def add(self, key: str) -> bool:
         """Add ``key``; False when it was already there."""
         return self.add_new([key])

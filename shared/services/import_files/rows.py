@@ -4,8 +4,10 @@ wording of their reasons, and :class:`Verdicts`, where a reader's verdicts go.""
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -188,18 +190,60 @@ class OrderSink(Protocol):
         all of ``lines`` joined, and order ``k`` starts at line ``starts[k]``."""
 
 
+class KeyJournal:
+    """The order keys added to the set, with the row of their order, in file order, until a
+    checkpoint takes those before its row (:meth:`take_before`): what a resumed pass needs to
+    rebuild the set exactly as it was at that row."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        # (row of the first order, None, key) or, for a plain batch, (first row, starts, keys):
+        # key k belongs to the order at row first + starts[k].
+        self._entries: deque[tuple[int, list[int] | None, Any]] = deque()
+
+    def add(self, row: int, key: str) -> None:
+        self._entries.append((row, None, key))
+
+    def add_batch(self, first_row: int, starts: list[int], keys: list[str]) -> None:
+        self._entries.append((first_row, starts, keys))
+
+    def take_before(self, row: int) -> list[str]:
+        """The keys of orders before ``row``, taken out of the journal."""
+        taken: list[str] = []
+        entries = self._entries
+        while entries:
+            first, starts, keys = entries[0]
+            if starts is None:
+                if first >= row:
+                    break
+                taken.append(keys)
+                entries.popleft()
+                continue
+            cut = bisect.bisect_left(starts, row - first)
+            taken.extend(keys[:cut])
+            if cut < len(keys):
+                entries[0] = (first, starts[cut:], keys[cut:])
+                break
+            entries.popleft()
+        return taken
+
+
 class Verdicts:
     """Where a reader's verdicts go: valid orders to ``sink``, rejected rows to
     ``on_rejection``, both counted in :attr:`counts`; ``keys`` are the order keys seen so far
-    (split and duplicate orders)."""
+    (split and duplicate orders), ``journal`` (for checkpoints) the keys added by row."""
 
-    __slots__ = ("_on_rejection", "counts", "keys", "sink")
+    __slots__ = ("_on_rejection", "counts", "journal", "keys", "sink")
 
-    def __init__(self, sink: OrderSink, on_rejection: Callable[[Rejection], None]) -> None:
+    def __init__(
+        self, sink: OrderSink, on_rejection: Callable[[Rejection], None], *, journal: bool = False
+    ) -> None:
         self.sink = sink
         self._on_rejection = on_rejection
         self.counts = ScanCounts()
         self.keys = FingerprintSet()
+        self.journal = KeyJournal() if journal else None
 
     def reject(self, row: int, external_id: str, reason: str) -> None:
         self.counts.rejected += 1
