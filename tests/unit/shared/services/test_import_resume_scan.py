@@ -137,8 +137,9 @@ def hostile_csv(newline: str, bom: bool) -> bytes:
             rows.append("")  # a blank line
         if i == 60:
             rows.append("X" * (MAX_LINE_CHARS + 50))  # overlong
-        if i == 61:
-            rows.append("E61b,c1,SKU-1,1,1.00,EUR\udcff")  # not UTF-8 in the file
+        if i == 100:
+            rows.append("Y" * 50_000)  # overlong again: what follows is past the sniffed start
+            rows.append("E100b,c1,SKU-1,1,1.00,EUR\udcff")  # not UTF-8 in the file
     text = newline.join(rows) + newline
     return (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8", "surrogatepass")
 
