@@ -185,32 +185,41 @@ class ChunkWriter:
         ``_``, ``-``, commas and one line ending throughout, so only the line endings escape
         in JSON and the size follows from the length."""
         ending = 2 if lines[0].endswith("\r\n") else 1  # "\n" is escaped as 2 bytes, "\r\n" as 4
-        offsets = list(itertools.accumulate(map(len, itertools.islice(lines, count)), initial=0))
         bounds = [*starts, count]
-        # positions[k]: JSON bytes before order k (and positions[-1] after the last one).
-        positions = list(
-            map(
-                operator.add,
-                map(offsets.__getitem__, bounds),
-                map(operator.mul, bounds, itertools.repeat(ending)),
-            )
-        )
         order, orders = 0, len(starts)
+        at = sum(map(len, lines[: bounds[0]]))  # where order 0 starts in text
         while order < orders:
-            limit = positions[order] + self._room()
-            end = bisect.bisect_right(positions, limit, lo=order + 1) - 1
-            end = min(end, order + self._max_orders - self._orders)
-            if end <= order:  # not even one more order fits
-                if self._texts:
-                    self.flush()
-                    continue
-                end = order + 1  # never happens: an order is far below the limit
+            room = self._room()
+            # Most chunks end at the order limit: only when those orders do not fit is the
+            # last one that does looked for, order by order.
+            end = min(orders, order + self._max_orders - self._orders)
+            if end <= order:  # the chunk holds the most orders it may
+                self.flush()
+                continue
             first, stop = bounds[order], bounds[end]
-            self._texts.append(text[offsets[first] : offsets[stop]])
+            chars = sum(map(len, lines[first:stop]))
+            size = chars + (stop - first) * ending
+            if size > room:
+                offsets = list(itertools.accumulate(map(len, lines[first:stop]), initial=0))
+                # positions[k]: JSON bytes of the piece's first k orders.
+                positions = [
+                    offsets[b - first] + (b - first) * ending for b in bounds[order : end + 1]
+                ]
+                end = order + bisect.bisect_right(positions, room, lo=1) - 1
+                if end <= order:  # not even one more order fits
+                    if self._texts:
+                        self.flush()
+                        continue
+                    end = order + 1  # never happens: an order is far below the limit
+                stop = bounds[end]
+                chars = offsets[stop - first]
+                size = chars + (stop - first) * ending
+            self._texts.append(text[at : at + chars])
             self._pieces.append(([[first_row + first, stop - first]], (bounds, order, end)))
-            self._size += positions[end] - positions[order]
+            self._size += size
             self._orders += end - order
             self._add_rows(first_row + first, stop - first)
+            at += chars
             order = end
             if order < orders:
                 self.flush()
