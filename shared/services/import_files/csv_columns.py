@@ -49,11 +49,12 @@ def plain_batch(  # noqa: PLR0911 - each early return is one reason to go row by
     quantities, prices, currencies = fields[3::6], fields[4::6], fields[5::6]
     # same[i]: row i + 1 is a line of the order of row i (consecutive rows, same id).
     same = list(map(operator.eq, ids[1:], ids))
-    eq = operator.eq
+    # The values of the rows that go on an order beside those of the rows before them.
+    compress = itertools.compress
     if (
-        any(map(operator.gt, same, map(eq, customers[1:], customers)))
-        or any(map(operator.gt, same, map(eq, currencies[1:], currencies)))
-        or any(map(operator.and_, same, map(eq, skus[1:], skus)))
+        list(compress(customers[1:], same)) != list(compress(customers, same))
+        or list(compress(currencies[1:], same)) != list(compress(currencies, same))
+        or any(map(operator.eq, compress(skus[1:], same), compress(skus, same)))
     ):
         return None  # customer or currency differs within an order, or a sku repeats
     starts = [0, *itertools.compress(range(1, count), map(operator.not_, same))]
