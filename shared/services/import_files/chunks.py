@@ -12,7 +12,6 @@ import csv
 import io
 import itertools
 import json
-import operator
 import re
 import zlib
 from collections.abc import Callable, Sequence
