@@ -10,9 +10,12 @@ answered with a plain 500 problem that never contains it.
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 import azure.functions as func
@@ -170,12 +173,64 @@ def authenticate(req: func.HttpRequest, access: Access) -> None:
     )
 
 
-def api_handler(access: Access) -> Callable[[Handler], Wrapped]:
+def _keys_not_read_yet() -> bool:
+    """True until this instance has read the issuer's signing keys (its first token)."""
+    from shared.auth.tokens import token_validator
+
+    try:
+        return not token_validator().keys.loaded()
+    except errors.ConfigurationError:
+        return False  # authenticate() answers the missing setting
+
+
+def _make_quietly(service: Callable[[], object]) -> None:
+    try:
+        service()
+    except Exception:
+        # The handler makes the service itself and reports the failure as its answer.
+        log.debug("making the service beside the first token failed", exc_info=True)
+
+
+@contextmanager
+def _service_beside_first_token(
+    service: Callable[[], object] | None, access: Access
+) -> Iterator[None]:
+    """On an instance's first protected request, make the route's service (its SDK client:
+    TLS set-up, the first metadata read) on a second thread while the block validates the
+    token (the issuer's discovery and JWKS reads, PyJWT's imports): the two wait on different
+    things, so a cold start pays about the longer of them instead of their sum.
+
+    Nothing of the caller's reaches the service before the token is validated and authorized:
+    the handler only runs after the block, and the thread is joined at its end whatever the
+    block raised (no thread outlives the request). The thread runs in a copy of the
+    invocation's context, so the SDK calls keep its deadline, breaker and bulkhead.
+    """
+    if service is None or not access.requires_token or not _keys_not_read_yet():
+        yield
+        return
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(_make_quietly, service), name="orderflow-first-service"
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def api_handler(
+    access: Access, *, service: Callable[[], object] | None = None
+) -> Callable[[Handler], Wrapped]:
     """Run ``handler(req, scope)`` inside the invocation scope, after the route's ``access``
-    is enforced, and map every failure. Every API route declares its access here."""
+    is enforced, and map every failure. Every API route declares its access here.
+
+    ``service`` is the provider (``shared.services.providers``) the handler calls: on the
+    instance's first protected request it is made while the token is validated
+    (:func:`_service_beside_first_token`)."""
 
     def decorate(handler: Handler) -> Wrapped:
-        wrapper = _wrap(handler, access)
+        wrapper = _wrap(handler, access, service)
         wrapper.access = access  # type: ignore[attr-defined]  # read by tests and docs checks
         # The handler itself (not ``__wrapped__``: the worker would read its signature), so the
         # benchmark can time the same work without the token check (benchmarks/auth.py).
@@ -191,11 +246,12 @@ def route_access(function: Callable[..., object]) -> Access | None:
     return access if isinstance(access, Access) else None
 
 
-def _wrap(handler: Handler, access: Access) -> Wrapped:
+def _wrap(handler: Handler, access: Access, service: Callable[[], object] | None = None) -> Wrapped:
     def wrapper(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
         with http_invocation(req, context) as scope:
             try:
-                authenticate(req, access)
+                with _service_beside_first_token(service, access):
+                    authenticate(req, access)
                 return handler(req, scope)
             except Exception as error:
                 return problem_response(map_error(error, handler.__name__), scope)

@@ -29,6 +29,7 @@ from shared.auth.policy import (
 )
 from shared.observability import InvocationContext
 from shared.patterns import IDENTIFIER_PATTERN, IMPORT_ID_PATTERN
+from shared.services import providers
 
 bp = func.Blueprint()
 
@@ -77,7 +78,7 @@ def _order_url(customer_id: str, order_id: str) -> str:
 
 @bp.function_name("create_order")
 @bp.route(route=ORDERS_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ANONYMOUS)
-@api_handler(CUSTOMER_ORDERS)
+@api_handler(CUSTOMER_ORDERS, service=providers.order_service)
 def create_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.models import OrderDraft
     from shared.services.orders import first_response_view, http_etag, order_view
@@ -108,7 +109,7 @@ def create_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRe
 
 @bp.function_name("get_order")
 @bp.route(route=ORDER_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
-@api_handler(CUSTOMER_ORDERS)
+@api_handler(CUSTOMER_ORDERS, service=providers.order_service)
 def get_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.services.orders import etag_matches, http_etag, order_view
     from shared.services.providers import order_service
@@ -123,7 +124,7 @@ def get_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRespo
 
 @bp.function_name("list_orders")
 @bp.route(route=ORDERS_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
-@api_handler(CUSTOMER_ORDERS)
+@api_handler(CUSTOMER_ORDERS, service=providers.order_service)
 def list_orders(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.models import OrderStatus
     from shared.services.orders import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, order_view
@@ -166,7 +167,7 @@ def list_orders(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRes
 
 @bp.function_name("cancel_order")
 @bp.route(route=CANCEL_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ANONYMOUS)
-@api_handler(CUSTOMER_ORDERS)
+@api_handler(CUSTOMER_ORDERS, service=providers.order_service)
 def cancel_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.services.orders import http_etag, order_view
     from shared.services.providers import order_service
@@ -184,7 +185,7 @@ def cancel_order(req: func.HttpRequest, scope: InvocationContext) -> func.HttpRe
 
 @bp.function_name("set_inventory")
 @bp.route(route=INVENTORY_ROUTE, methods=[func.HttpMethod.PUT], auth_level=func.AuthLevel.ANONYMOUS)
-@api_handler(INVENTORY_WRITE)
+@api_handler(INVENTORY_WRITE, service=providers.inventory_service)
 def set_inventory(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.models import StockLevelIn
     from shared.services.providers import inventory_service
@@ -196,7 +197,7 @@ def set_inventory(req: func.HttpRequest, scope: InvocationContext) -> func.HttpR
 
 @bp.function_name("get_inventory")
 @bp.route(route=INVENTORY_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
-@api_handler(ANY_TOKEN)
+@api_handler(ANY_TOKEN, service=providers.inventory_service)
 def get_inventory(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.services.providers import inventory_service
 
@@ -206,7 +207,7 @@ def get_inventory(req: func.HttpRequest, scope: InvocationContext) -> func.HttpR
 
 @bp.function_name("get_import_status")
 @bp.route(route=IMPORT_ROUTE, methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
-@api_handler(IMPORTS_READ)
+@api_handler(IMPORTS_READ, service=providers.import_status_service)
 def get_import_status(req: func.HttpRequest, scope: InvocationContext) -> func.HttpResponse:
     from shared.services.providers import import_status_service
 

@@ -212,6 +212,10 @@ class SigningKeys:
         self.fetches = 0  # JWKS documents fetched (tests and benchmarks read it)
         self.generation = 0  # bumped by every JWKS read (TokenValidator's cache keys on it)
 
+    def loaded(self) -> bool:
+        """Whether the issuer's keys were ever read (false until this instance's first token)."""
+        return self._keys is not None
+
     def fresh(self) -> bool:
         """Whether the cached keys are younger than the refresh interval (no read due)."""
         cached = self._keys

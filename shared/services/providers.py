@@ -3,19 +3,21 @@ publisher; created on first use, reused, and forgotten by ``reset_services`` (on
 of ``shared.process_state.reset_process_state``).
 
 Each provider imports its service when first called, so a function's first invocation loads
-only what that function needs (the first GET of an order does not load the import pipeline)."""
+only what that function needs (the first GET of an order does not load the import pipeline).
+Threads that ask at once get the one instance: an HTTP route's service may be made on a second
+thread while the first token is validated (``blueprints._problems``), and the handler's own call
+waits for it instead of making another client."""
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from shared.process_state import on_reset
 
 if TYPE_CHECKING:
-    from functools import _lru_cache_wrapper
-
     from shared.publisher import EventPublisher
     from shared.repositories.import_storage import ChunkQueue
     from shared.repositories.orders import OrderRepository
@@ -32,15 +34,45 @@ if TYPE_CHECKING:
     from shared.services.reports import DailySalesReportService
 
 
-_providers: list[_lru_cache_wrapper[Any]] = []
+class _Provider[T]:
+    """``factory()`` made once (under a lock, so concurrent first calls share it), then reused."""
+
+    __name__: str
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        functools.update_wrapper(self, factory)
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._instance: T | None = None
+        self._generation = 0
+
+    def __call__(self) -> T:
+        instance = self._instance
+        if instance is not None:
+            return instance
+        with self._lock:
+            instance = self._instance
+            if instance is None:
+                generation = self._generation
+                instance = self._factory()
+                if generation == self._generation:  # not forgotten while it was being made
+                    self._instance = instance
+            return instance
+
+    def cache_clear(self) -> None:
+        self._generation += 1
+        self._instance = None
+
+
+_providers: list[_Provider[Any]] = []
 
 
 def provider[T](factory: Callable[[], T]) -> Callable[[], T]:
     """A process-wide instance: made by ``factory`` on first use, then reused; forgotten by
     :func:`reset_services`."""
-    cached = cache(factory)
-    _providers.append(cached)
-    return cached
+    made = _Provider(factory)
+    _providers.append(made)
+    return made
 
 
 @provider

@@ -64,9 +64,55 @@ def test_every_provider_is_registered_where_it_is_defined() -> None:
         name
         for name, value in vars(providers).items()
         if callable(value)
+        and not isinstance(value, type)
         and hasattr(value, "cache_clear")
         and value.__module__ == providers.__name__
     }
 
     assert {cached.__name__ for cached in providers._providers} == defined
     assert len(defined) >= 12
+
+
+def test_threads_asking_a_provider_at_once_share_one_instance() -> None:
+    """The first request's service may be made beside the token check while the handler asks
+    for it too: one instance, one factory call, and a reset while it is made is not undone."""
+    import threading
+
+    from shared.services.providers import provider
+
+    started, release = threading.Event(), threading.Event()
+    calls: list[object] = []
+
+    def factory() -> object:
+        calls.append(object())
+        started.set()
+        release.wait(5)
+        return calls[-1]
+
+    made = provider(factory)
+    try:
+        results: list[object] = []
+        threads = [threading.Thread(target=lambda: results.append(made())) for _ in range(3)]
+        threads[0].start()
+        assert started.wait(5)
+        for thread in threads[1:]:
+            thread.start()
+        release.set()
+        for thread in threads:
+            thread.join(5)
+        assert len(calls) == 1
+        assert results == [calls[0]] * 3
+
+        made.cache_clear()  # type: ignore[attr-defined]
+        release.clear()
+        started.clear()
+        maker = threading.Thread(target=made)
+        maker.start()
+        assert started.wait(5)
+        made.cache_clear()  # type: ignore[attr-defined]  # forgotten while being made
+        release.set()
+        maker.join(5)
+        assert made() is calls[-1]
+        assert len(calls) == 3  # the instance made before the reset was not kept
+    finally:
+        providers._providers.remove(made)  # type: ignore[arg-type]
