@@ -37,6 +37,7 @@ import binascii
 import http.client
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -93,19 +94,31 @@ class IssuerUnreachableError(IssuerFetchError):
     """The issuer refused or reset the connection (down: fails fast by itself)."""
 
 
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for every issuer fetch. Each new context loads the system's
+    CA certificates (tens of milliseconds of CPU); without this every discovery and JWKS read
+    paid that again. Made on first use, never at import time."""
+    return ssl.create_default_context()
+
+
 def fetch_json(url: str, *, timeout: float = FETCH_TIMEOUT_SECONDS) -> Any:
     """GET ``url`` and parse its JSON body: the only outbound call of token validation.
 
     http.client rather than urllib: no redirects, no proxies or other schemes, a hard size
-    limit. ``timeout`` bounds connecting and each read. Raises IssuerFetchError.
+    limit. ``timeout`` bounds connecting and each read. Certificates and host names are
+    verified (``ssl.create_default_context``). Raises IssuerFetchError.
     """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise IssuerFetchError(f"not an http(s) URL: {url}")
-    connection_type = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    connection = connection_type(parts.hostname, parts.port, timeout=timeout)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=timeout, context=_tls_context()
+        )
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
