@@ -22,6 +22,11 @@ from functools import cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+# pydantic looks for plugins when it builds its first model: an entry-point scan of every
+# installed distribution, on the first request of every instance. The app uses none; a value
+# set in the environment still wins.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 from pydantic import (
     AfterValidator,
     BaseModel,

@@ -269,3 +269,34 @@ def test_an_unsafe_issuer_is_refused(environment: str, issuer: str) -> None:
 def test_a_bad_customer_claim_name_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="AUTH_CUSTOMER_CLAIM"):
         load_settings({**AZURE, "AUTH_CUSTOMER_CLAIM": "has space"})
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"), [(None, "__all__"), ("some_plugin", "some_plugin")]
+)
+def test_pydantic_plugins_are_not_looked_for_unless_the_environment_says(
+    preset: str | None, expected: str
+) -> None:
+    """The plugin scan (every installed distribution's entry points) would run on the first
+    model of every instance; an explicit PYDANTIC_DISABLE_PLUGINS is left as it is."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if preset is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = preset
+    code = (
+        "import os, shared.config; from pydantic.plugin import _loader; "
+        "print(os.environ['PYDANTIC_DISABLE_PLUGINS'], _loader._plugins is None)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # No scan happened while shared.config built its settings model (the cache stays empty).
+    assert result.stdout.split() == [expected, str(preset is None)]
