@@ -208,6 +208,15 @@ def _service_beside_first_token(
     if service is None or not access.requires_token or not _keys_not_read_yet():
         yield
         return
+    # The service's imports first, on this thread: they are CPU (the GIL), so they would
+    # only take turns with PyJWT's; making the client afterwards waits on the network and
+    # the CA store (no GIL), which is what overlaps the token's own CPU.
+    load = getattr(service, "load", None)
+    if callable(load):
+        try:
+            load()
+        except Exception:
+            log.debug("loading the service's modules failed; the handler reports it", exc_info=True)
     context = contextvars.copy_context()
     thread = threading.Thread(
         target=context.run, args=(_make_quietly, service), name="orderflow-first-service"

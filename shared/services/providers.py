@@ -11,6 +11,7 @@ waits for it instead of making another client."""
 from __future__ import annotations
 
 import functools
+import importlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -35,12 +36,17 @@ if TYPE_CHECKING:
 
 
 class _Provider[T]:
-    """``factory()`` made once (under a lock, so concurrent first calls share it), then reused."""
+    """``factory()`` made once (under a lock, so concurrent first calls share it), then reused.
+
+    ``loads`` names the modules the factory imports (its service, repositories, SDK):
+    :meth:`load` imports them without making anything, so a caller can pay that CPU on one
+    thread while another makes the service (whose SDK client mostly waits on the network)."""
 
     __name__: str
 
-    def __init__(self, factory: Callable[[], T]) -> None:
+    def __init__(self, factory: Callable[[], T], loads: tuple[str, ...] = ()) -> None:
         functools.update_wrapper(self, factory)
+        self.loads = loads
         self._factory = factory
         self._lock = threading.Lock()
         self._instance: T | None = None
@@ -59,6 +65,11 @@ class _Provider[T]:
                     self._instance = instance
             return instance
 
+    def load(self) -> None:
+        """Import what the factory needs (no network, nothing made)."""
+        for module in self.loads:
+            importlib.import_module(module)
+
     def cache_clear(self) -> None:
         self._generation += 1
         self._instance = None
@@ -70,12 +81,32 @@ _providers: list[_Provider[Any]] = []
 def provider[T](factory: Callable[[], T]) -> Callable[[], T]:
     """A process-wide instance: made by ``factory`` on first use, then reused; forgotten by
     :func:`reset_services`."""
-    made = _Provider(factory)
+    return _register(_Provider(factory))
+
+
+def provider_loading[T](*modules: str) -> Callable[[Callable[[], T]], Callable[[], T]]:
+    """:func:`provider`, whose :meth:`_Provider.load` imports ``modules`` (an HTTP route's
+    service: see ``blueprints._problems._service_beside_first_token``)."""
+
+    def register(factory: Callable[[], T]) -> Callable[[], T]:
+        return _register(_Provider(factory, modules))
+
+    return register
+
+
+def _register[T](made: _Provider[T]) -> _Provider[T]:
     _providers.append(made)
     return made
 
 
-@provider
+# What a Cosmos-backed service's factory imports besides its own modules: the SDK and the
+# guarded transport of shared.clients (each client imports them when first made).
+_COSMOS_CLIENT = ("azure.cosmos", "shared.guarded_transport", "shared.clients")
+
+
+@provider_loading(
+    *_COSMOS_CLIENT, "shared.publisher", "shared.repositories.orders", "shared.services.orders"
+)
 def order_service() -> OrderService:
     from shared.publisher import EventGridPublisher
     from shared.repositories.orders import CosmosOrderRepository
@@ -84,7 +115,7 @@ def order_service() -> OrderService:
     return OrderService(CosmosOrderRepository(), EventGridPublisher())
 
 
-@provider
+@provider_loading(*_COSMOS_CLIENT, "shared.repositories.inventory", "shared.services.inventory")
 def inventory_service() -> InventoryService:
     from shared.repositories.inventory import CosmosInventoryRepository
     from shared.services.inventory import InventoryService
@@ -92,7 +123,7 @@ def inventory_service() -> InventoryService:
     return InventoryService(CosmosInventoryRepository())
 
 
-@provider
+@provider_loading(*_COSMOS_CLIENT, "shared.repositories.imports", "shared.services.imports")
 def import_status_service() -> ImportStatusService:
     from shared.repositories.imports import CosmosImportStatusRepository
     from shared.services.imports import ImportStatusService

@@ -50,15 +50,20 @@ def issuer(monkeypatch: pytest.MonkeyPatch) -> SlowIssuer:
 
 
 class Service:
-    """A provider: records the thread of each call; ``fail`` makes every call raise."""
+    """A provider: records the thread of each load and call; ``fail`` makes every call raise."""
 
     def __init__(self, on_call: Callable[[], None] = lambda: None) -> None:
         self.threads: list[str] = []
+        self.steps: list[tuple[str, str]] = []
         self.on_call = on_call
         self.fail = False
 
+    def load(self) -> None:
+        self.steps.append(("load", threading.current_thread().name))
+
     def __call__(self) -> object:
         self.threads.append(threading.current_thread().name)
+        self.steps.append(("make", threading.current_thread().name))
         self.on_call()
         if self.fail:
             raise DependencyUnavailableError("Cosmos DB", "unreachable")
@@ -103,6 +108,8 @@ def test_the_first_token_is_validated_while_the_service_is_made_on_another_threa
     assert issuer.released_in_time == [True, True]
     caller_thread = threading.current_thread().name
     assert service.threads == ["orderflow-first-service", caller_thread]
+    # Its modules were loaded on the caller's thread before the other thread made it.
+    assert service.steps[:2] == [("load", caller_thread), ("make", "orderflow-first-service")]
     assert ran == [caller_thread]
     assert _first_service_threads() == []  # joined before the handler ran
 

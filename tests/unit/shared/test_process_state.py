@@ -116,3 +116,18 @@ def test_threads_asking_a_provider_at_once_share_one_instance() -> None:
         assert len(calls) == 3  # the instance made before the reset was not kept
     finally:
         providers._providers.remove(made)  # type: ignore[arg-type]
+
+
+def test_what_a_provider_loads_exists_and_is_what_its_factory_imports() -> None:
+    """``load()`` imports a route's service modules ahead of making it: a misspelt or stale
+    name would fail here, not silently leave the imports to the thread that makes it."""
+    import inspect
+
+    loading = [made for made in providers._providers if made.loads]
+    assert {made.__name__ for made in loading} >= {"order_service", "inventory_service"}
+    for made in loading:
+        made.load()
+        source = inspect.getsource(made._factory)
+        for module in made.loads:
+            if module.startswith("shared.") and module not in providers._COSMOS_CLIENT:
+                assert f"from {module} import" in source, (made.__name__, module)
