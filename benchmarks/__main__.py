@@ -33,6 +33,7 @@ SECTIONS = {
     "auth": "bearer tokens",
     "import_throughput": "imports",
     "import_host_memory": "imports",
+    "import_resume": "imports",
     "cost": "cost per operation",
     "scale": "items, contention and log volume (Cosmos DB, issue 13)",
     "brownout": "brownout (Cosmos DB hang)",
