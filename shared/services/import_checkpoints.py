@@ -73,6 +73,8 @@ class Checkpoint:
     rejected: int
     report_end: int
     log_end: int
+    part: int = 0  # the pass over the file: which part of the order-key space it judges
+    parts: int = 1
 
     @classmethod
     def parse(cls, value: Any) -> Checkpoint | None:
@@ -88,6 +90,8 @@ class Checkpoint:
                 rejected=int(value["rejected"]),
                 report_end=int(value["reportEnd"]),
                 log_end=int(value["logEnd"]),
+                part=int(value.get("part", 0)),
+                parts=int(value.get("parts", 1)),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -108,6 +112,8 @@ def checkpoint_document(checkpoint: Checkpoint, at: str) -> dict[str, Any]:
         "rejected": checkpoint.rejected,
         "reportEnd": checkpoint.report_end,
         "logEnd": checkpoint.log_end,
+        "part": checkpoint.part,
+        "parts": checkpoint.parts,
         "at": at,
     }
 
@@ -140,7 +146,8 @@ def read_resume_state(
     for line in _lines(reports.read_from(log, 0, checkpoint.log_end)):
         if line.strip():
             entry = json.loads(line)
-            keys.extend(entry["keys"])
+            if entry.get("part", 0) == checkpoint.part:
+                keys.extend(entry["keys"])
             resend = list(entry["chunks"])
     # Report lines past the checkpoint's end: chunks' conflicts (rows before the checkpoint's
     # row: only chunks already checkpointed were sent) and what the dead pass appended and
@@ -239,10 +246,17 @@ class FilePassCheckpoints:
             self._checkpoint(first_row + count if pending is None else pending)
 
     def reject(self, rejection: Rejection) -> None:
-        if rejection.row in self._reported:
-            self._reported.discard(rejection.row)  # listed by the pass that died
-            return
         self._rejections.append(rejection)
+
+    def _unlisted(self, rejections: list[Rejection]) -> list[Rejection]:
+        """Of rejected rows about to be listed, those the pass that died has not listed yet
+        (counted either way)."""
+        if not self._reported:
+            return rejections
+        listed = self._reported
+        unlisted = [item for item in rejections if item.row not in listed]
+        listed.difference_update(item.row for item in rejections)
+        return unlisted
 
     def safe_point(self, line: int) -> None:
         """Every line before ``line`` is judged: checkpoint here if one is due."""
@@ -262,6 +276,17 @@ class FilePassCheckpoints:
         total = self.writer.close()
         self._checkpoint(_END, offset=size, rows=next_line, keys=False)
         return total
+
+    def end_part(self) -> Checkpoint:
+        """Send this pass's last chunks under a checkpoint at the start of the next pass (the
+        next part of the key space, from row 1); that checkpoint."""
+        self.writer.close()
+        self._checkpoint(_END, offset=0, rows=1, keys=False, part=self.last.part + 1)
+        return self.last
+
+    def unlisted_before(self, row: int) -> list[Rejection]:
+        """The rejected rows before ``row`` not in the report yet, taken out."""
+        return self._unlisted(self.rejections_before(row))
 
     def rejections_before(self, row: int) -> list[Rejection]:
         taken = [item for item in self._rejections if item.row < row]
@@ -285,17 +310,25 @@ class FilePassCheckpoints:
         return accepted
 
     def _checkpoint(
-        self, row: int, *, offset: int | None = None, keys: bool = True, rows: int | None = None
+        self,
+        row: int,
+        *,
+        offset: int | None = None,
+        keys: bool = True,
+        rows: int | None = None,
+        part: int | None = None,
     ) -> None:
         last = self.last
         rejections = self.rejections_before(row)
         accepted = last.accepted + self._accepted_before(row)
         rejected = last.rejected + len(rejections)
         report_end = last.report_end
-        if rejections:
-            report_end = self._reports.append(self._report, report_lines(rejections))
+        if unlisted := self._unlisted(rejections):
+            report_end = self._reports.append(self._report, report_lines(unlisted))
         new_keys = self._journal.take_before(row) if keys and self._journal is not None else []
-        entry = json.dumps({"keys": new_keys, "chunks": self._held}, separators=(",", ":"))
+        entry = json.dumps(
+            {"part": last.part, "keys": new_keys, "chunks": self._held}, separators=(",", ":")
+        )
         log_end = self._reports.append(self._log, entry.encode("ascii") + b"\n")
         checkpoint = Checkpoint(
             offset=self._offset_of(row) if offset is None else offset,
@@ -306,6 +339,8 @@ class FilePassCheckpoints:
             rejected=rejected,
             report_end=report_end,
             log_end=log_end,
+            part=last.part if part is None else part,
+            parts=last.parts,
         )
         if not self._runs.checkpoint(
             self._import_id,

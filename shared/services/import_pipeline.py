@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import re
 import uuid
@@ -74,15 +75,25 @@ from shared.services.import_files import (
     file_format_for,
     parse_chunk,
 )
+from shared.services.import_files.formats import FileFormat
+from shared.services.import_files.order_keys import (
+    KEY_BUDGET,
+    KeyPartition,
+    bytes_per_order,
+    key_parts,
+)
 from shared.services.import_files.text import LineOffsets
 from shared.services.orders import OrderService
 
 log = get_logger("imports")
 
-# Files larger than this are refused as a whole (a partner file is megabytes, not gigabytes).
+# Files larger than this are refused as a whole: not for memory (the same for any size) but for
+# time, one scan per part of the key space (docs/IMPORTS.md, "File size cap").
 MAX_FILE_BYTES: Final = 1024 * 1024 * 1024
 REPORT_HEADER: Final = b"row,external_id,reason\r\n"
 REPORT_FLUSH_BYTES: Final = 1024 * 1024
+# No order line is shorter than this ("a,b,c,1,1,EUR\n" is 14 bytes).
+MIN_ORDER_BYTES: Final = 12
 _IMPORT_ID: Final = re.compile(IMPORT_ID_PATTERN)  # it becomes a Cosmos id and a URL segment
 CONFLICT_REASON: Final = (
     "an order with this customer_id and external_id already exists with other lines"
@@ -171,6 +182,7 @@ class ImportPipeline:
     max_chunk_bytes: int = MAX_CHUNK_BYTES
     max_chunk_orders: int = MAX_CHUNK_ORDERS
     lease_seconds: float = LEASE_SECONDS
+    key_budget: int = KEY_BUDGET
 
     # ----------------------------------------------------------------------- file pass
 
@@ -313,41 +325,42 @@ class ImportPipeline:
             keys, reported = state.keys, state.reported
             for message in state.resend:
                 self.queue.send(message)  # the dead pass may not have sent them
-        checkpoints = FilePassCheckpoints(
-            runs=self.runs,
-            reports=self.reports,
-            send=self.queue.send,
-            import_id=name,
-            run_id=run_id,
-            owner=owner,
-            report=report_name(name),
-            log=resume_log_name(run_id),
-            start=checkpoint,
-            now=utc_now,
-            max_chunk_bytes=self.max_chunk_bytes,
-            max_chunk_orders=self.max_chunk_orders,
-            reported=reported,
-        )
+        checkpoints = self._checkpoints(name, run_id, owner, checkpoint, reported)
         try:
             if file_format is None:
                 raise FileRejectedError("unsupported file type: name it .csv or .jsonl")
             if version.size > MAX_FILE_BYTES:
                 raise FileRejectedError(f"the file is larger than {MAX_FILE_BYTES} bytes")
-            scanner = ImportScanner(file_format, checkpoints, checkpoints.reject, track=True)
-            offsets = scanner.offsets or LineOffsets()  # tracked: never the fallback
-            checkpoints.attach(scanner.offset_of, offsets.forget_before, scanner.key_journal)
-            counts = scanner.scan(
-                self.files.read(name, version, checkpoint.offset),
-                None if fresh else checkpoint.scan_start(keys),
-                checkpoints.safe_point,
-            )
-            del keys
-            chunks_total = checkpoints.finish(version.size, offsets.next_line)
+            if fresh:
+                parts = self._key_parts(name, version, file_format)
+                checkpoints.last = dataclasses.replace(checkpoint, parts=parts)
+            while True:
+                start = checkpoints.last
+                partition = KeyPartition(start.part, start.parts) if start.parts > 1 else None
+                scanner = ImportScanner(
+                    file_format, checkpoints, checkpoints.reject, track=True, partition=partition
+                )
+                offsets = scanner.offsets or LineOffsets()  # tracked: never the fallback
+                checkpoints.attach(scanner.offset_of, offsets.forget_before, scanner.key_journal)
+                resuming = start.row > 1
+                scanner.scan(
+                    self.files.read(name, version, start.offset if resuming else 0),
+                    start.scan_start(keys) if resuming else None,
+                    checkpoints.safe_point,
+                )
+                keys = []
+                if start.part + 1 < start.parts:
+                    # The next part of the key space: the file again, from its first row.
+                    next_part = checkpoints.end_part()
+                    checkpoints = self._checkpoints(name, run_id, owner, next_part, set())
+                    continue
+                chunks_total = checkpoints.finish(version.size, offsets.next_line)
+                break
         except FileRejectedError as rejected:
             reason = rejected.reason
             self.reports.append(
                 report_name(name),
-                report_lines([*checkpoints.rejections_before(1 << 62), Rejection(0, "", reason)]),
+                report_lines([*checkpoints.unlisted_before(1 << 62), Rejection(0, "", reason)]),
             )
             self._finish_file(name, run_id, rows_read=0, file_rejected=0, chunks=0, reason=reason)
             self.reports.delete(resume_log_name(run_id))
@@ -363,6 +376,7 @@ class ImportPipeline:
             with contextlib.suppress(Exception):
                 self.runs.release(name, run_id, owner, utc_now())  # the retry resumes at once
             raise
+        counts = checkpoints.last  # the whole file's counts, across passes and resumptions
         self._finish_file(
             name,
             run_id,
@@ -373,15 +387,44 @@ class ImportPipeline:
         )
         self.reports.delete(resume_log_name(run_id))
         log.info(
-            "import %s read: %d rows, %d chunks (%d checkpoints), %d rows rejected",
+            "import %s read: %d rows, %d chunks (%d passes), %d rows rejected",
             name,
             counts.rows_read,
             chunks_total,
-            checkpoints.checkpoints,
+            counts.parts,
             counts.rejected,
             extra={"importId": name, "rowsRead": counts.rows_read, "rowsRejected": counts.rejected},
         )
         return FileOutcome.SENT
+
+    def _checkpoints(
+        self, name: str, run_id: str, owner: str, start: Checkpoint, reported: set[int]
+    ) -> FilePassCheckpoints:
+        return FilePassCheckpoints(
+            runs=self.runs,
+            reports=self.reports,
+            send=self.queue.send,
+            import_id=name,
+            run_id=run_id,
+            owner=owner,
+            report=report_name(name),
+            log=resume_log_name(run_id),
+            start=start,
+            now=utc_now,
+            max_chunk_bytes=self.max_chunk_bytes,
+            max_chunk_orders=self.max_chunk_orders,
+            reported=reported,
+        )
+
+    def _key_parts(self, name: str, version: BlobVersion, file_format: FileFormat) -> int:
+        """Passes over the file so that none holds more than ``key_budget`` order keys, from
+        the bytes an order takes in its first range (a file too small to reach the budget
+        even with one order a line is not read for it)."""
+        if version.size <= self.key_budget * MIN_ORDER_BYTES:
+            return 1
+        head = next(iter(self.files.read(name, version)), b"")
+        per_order = bytes_per_order(head, csv_format=file_format is FileFormat.CSV)
+        return key_parts(version.size, per_order, self.key_budget)
 
     def _finish_file(
         self,

@@ -82,7 +82,11 @@ class Runs(CosmosImportRunRepository):
 
 
 def pipeline(
-    queue: Queue, *, runs: CosmosImportRunRepository | None = None, reports: Any = None
+    queue: Queue,
+    *,
+    runs: CosmosImportRunRepository | None = None,
+    reports: Any = None,
+    key_budget: int | None = None,
 ) -> ImportPipeline:
     service = OrderService(CosmosOrderRepository(), EventGridPublisher())
     return ImportPipeline(
@@ -93,6 +97,7 @@ def pipeline(
         lambda: service,
         max_chunk_bytes=1500,
         max_chunk_orders=20,
+        **({} if key_budget is None else {"key_budget": key_budget}),
     )
 
 
@@ -268,6 +273,41 @@ def test_a_pass_killed_anywhere_resumes_to_the_uninterrupted_result(
         )
     ]
     assert len(ids) == len(set(ids)) == len(expected.orders)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+@pytest.mark.parametrize("crash", [{"queue": 9}, {"runs": 14}, {"reports": ("resume/", 12)}])
+def test_a_pass_over_parts_of_the_key_space_killed_anywhere_resumes_exactly(
+    app_settings: dict[str, str],
+    events: EventGridSink,
+    monkeypatch: pytest.MonkeyPatch,
+    crash: dict[str, Any],
+    suffix: str,
+) -> None:
+    """A file with more order keys than one pass may hold is read once per part of the key
+    space; the verdicts, counts and report are those of one pass, also across a crash."""
+    for setting, value in events.app_settings().items():
+        monkeypatch.setenv(setting, value)
+    customer = f"c-{uuid.uuid4().hex[:10]}"
+    data = hostile_csv(customer) if suffix == "csv" else hostile_jsonl(customer)
+    expected, _ = uninterrupted(data, suffix)
+    name = f"parts-{uuid.uuid4().hex[:8]}.{suffix}"
+    upload_direct(name, data)
+    queue = Queue(fail_at=crash.get("queue"))
+    what, at = crash.get("reports", ("", None))
+    dying = pipeline(queue, runs=Runs(crash.get("runs")), reports=Reports(what, at), key_budget=150)
+    with pytest.raises(CrashError):
+        dying.import_file(name)
+    before = CosmosImportRunRepository().read(name)
+    assert before is not None
+    assert before.document["checkpoint"]["parts"] >= 3
+    resumed = Queue()
+    assert pipeline(resumed, key_budget=150).import_file(name) is FileOutcome.SENT
+    outcome = finish(name, queue.messages + resumed.messages)
+    assert outcome.counts == expected.counts
+    assert outcome.report == expected.report
+    assert outcome.orders == expected.orders
+    assert outcome.chunk_numbers == list(range(len(outcome.chunk_numbers)))
 
 
 def test_a_live_pass_keeps_its_run_and_a_silent_one_is_taken_over(

@@ -5,8 +5,9 @@ into queue-sized chunks. Pure: no I/O, no SDKs; the pipeline feeds it blocks of 
   with the same ``external_id`` are the lines of one order) and JSON Lines (one order a line:
   the ``POST`` body plus ``externalId`` and ``customerId``).
 - Memory is bounded by the largest line (:data:`MAX_LINE_CHARS`), one block of text
-  (:data:`READ_CHARS`), the report buffer and one batch of CSV orders; only the set of order
-  keys seen grows with the file (see :class:`FingerprintSet`).
+  (:data:`READ_CHARS`), the report buffer, one batch of CSV orders and the order keys of one
+  part of the key space (a file with more keys is read once per part, see
+  :class:`~shared.services.import_files.order_keys.KeyPartition`).
 - Two ways through a CSV file, with the same verdicts: a block of clean lines (no quotes, one
   line ending, every field in a plain shape the models accept, see :data:`_PLAIN_IDENTIFIERS`) is
   judged a column at a time and its lines go into chunks as they are; any other block is judged

@@ -79,6 +79,8 @@ def plain_batch(  # noqa: PLR0911 - each early return is one reason to go row by
     for start, size in itertools.compress(zip(starts, sizes, strict=True), map((2).__lt__, sizes)):
         if len(set(skus[start : start + size])) != size:
             return None  # a sku repeats within an order of three lines or more
+    if verdicts.partition is not None:
+        return _owned_orders(verdicts, text, lines, starts, used, first_row, order_ids)
     if not verdicts.keys.add_new(order_ids):
         return None  # an external_id seen before: a split order or a duplicate
     if verdicts.journal is not None:
@@ -88,4 +90,49 @@ def plain_batch(  # noqa: PLR0911 - each early return is one reason to go row by
     counts.rows_read += used
     counts.accepted += used
     counts.orders += len(starts)
+    return used
+
+
+def _owned_orders(  # noqa: PLR0917 - plain_batch's state, passed on
+    verdicts: Verdicts,
+    text: str,
+    lines: list[str],
+    starts: list[int],
+    used: int,
+    first_row: int,
+    order_ids: list[str],
+) -> int | None:
+    """:func:`plain_batch`'s verdicts when this pass judges one part of the key space (see
+    :class:`~shared.services.import_files.rows.Verdicts`): only the orders whose key it owns
+    are checked against its keys and handed on, as runs of consecutive owned orders."""
+    owned = list(map(verdicts.owns, order_ids))
+    owned_ids = list(itertools.compress(order_ids, owned))
+    if not verdicts.keys.add_new(owned_ids):
+        return None
+    owned_starts = list(itertools.compress(starts, owned))
+    if verdicts.journal is not None:
+        verdicts.journal.add_batch(first_row, owned_starts, owned_ids)
+    counts = verdicts.counts
+    counts.rows_read += used
+    bounds = [*starts, used]
+    offsets = list(itertools.accumulate(map(len, lines[:used]), initial=0))
+    order, orders = 0, len(starts)
+    while order < orders:
+        if not owned[order]:
+            order += 1
+            continue
+        end = order
+        while end < orders and owned[end]:
+            end += 1
+        first, stop = bounds[order], bounds[end]
+        verdicts.sink.add_lines(
+            text[offsets[first] : offsets[stop]],
+            lines[first:stop],
+            [start - first for start in starts[order:end]],
+            stop - first,
+            first_row + first,
+        )
+        counts.accepted += stop - first
+        counts.orders += end - order
+        order = end
     return used

@@ -232,8 +232,13 @@ class CsvRows:
         """The rejected rows of an order with their reasons, or the order to validate."""
         external_id = group.external_id or ""
         rows = group.rows
-        new = self._verdicts.keys.add(external_id) if external_id else True
-        if external_id and new and self._verdicts.journal is not None:
+        new = self._verdicts.add_key(external_id) if external_id else True
+        if (
+            external_id
+            and new
+            and self._verdicts.journal is not None
+            and self._verdicts.owns(external_id)
+        ):
             self._verdicts.journal.add(rows[0], external_id)
         if group.bad:
             first_bad = min(group.bad)  # the first bad row: rows are in file order

@@ -92,16 +92,17 @@ def _scan_lines(
             verdicts.reject(row, external_id, model_reason(error, (row,), csv_names=False)[1])
             continue
         key = f"{order.customer_id}\n{order.external_id}"
-        if not verdicts.keys.add(key):
+        if not verdicts.add_key(key):
             verdicts.reject(
                 row,
                 external_id,
                 "duplicate: this customerId and externalId appeared earlier in the file",
+                key=key,
             )
             continue
-        if verdicts.journal is not None:
+        if verdicts.journal is not None and verdicts.owns(key):
             verdicts.journal.add(row, key)
-        verdicts.accept(imported_order(order, (row,)))
+        verdicts.accept(imported_order(order, (row,)), key=key)
 
 
 def _json_text_problem(value: dict[str, Any]) -> str | None:

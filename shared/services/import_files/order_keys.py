@@ -1,10 +1,53 @@
 """The set of order keys seen in one file: how split CSV orders and duplicate JSON Lines
-orders are told."""
+orders are told; and the parts of the key space a file with more keys than one pass may hold
+is judged in, one pass over the file per part (:class:`KeyPartition`, :func:`key_parts`)."""
 
 from __future__ import annotations
 
+import math
+import zlib
 from array import array
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+# Keys one pass holds at most (about the orders of the standard 1,000,000-row file): a file with
+# more is read in several passes, each judging a part of the key space (KeyPartition).
+KEY_BUDGET: Final = 1 << 19
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPartition:
+    """Part ``part`` of ``parts`` of the order-key space, by a stable hash (CRC-32 of the
+    key's UTF-8 bytes, the same in every process, so a resumed pass owns the same keys)."""
+
+    part: int
+    parts: int
+
+    def owns(self, key: str | None) -> bool:
+        if not key:
+            return self.part == 0  # rows without a key: judged in the first pass
+        data = key.encode("utf-8", "surrogatepass")
+        return zlib.crc32(data) % self.parts == self.part
+
+
+def key_parts(size: int, bytes_per_order: float, budget: int = KEY_BUDGET) -> int:
+    """How many passes keep each pass's keys within ``budget`` for a file of ``size`` bytes
+    whose first block has ``bytes_per_order`` bytes an order."""
+    orders = size / max(bytes_per_order, 1.0)
+    return max(1, math.ceil(orders / budget))
+
+
+def bytes_per_order(head: bytes, csv_format: bool) -> float:
+    """Bytes an order in the first block of a file: CSV lines whose first field differs from
+    the line before start an order; a JSON Lines line is one."""
+    lines = head.split(b"\n")[:-1] if b"\n" in head else [head]
+    if csv_format:
+        firsts = [line.split(b",", 1)[0] for line in lines[1:]]
+        orders = sum(1 for a, b in zip(firsts, [b"", *firsts], strict=False) if a != b)
+    else:
+        orders = sum(1 for line in lines if line.strip())
+    return len(head) / max(orders, 1)
 
 
 class FingerprintSet:

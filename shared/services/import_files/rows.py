@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol
 from pydantic import Field, TypeAdapter, ValidationError
 
 from shared.models import Identifier, OrderDraft
-from shared.services.import_files.order_keys import FingerprintSet
+from shared.services.import_files.order_keys import FingerprintSet, KeyPartition
 
 # Identifiers and SKUs are at most 64 characters, numbers far less.
 MAX_FIELD_CHARS: Final = 256
@@ -234,22 +234,45 @@ class Verdicts:
     ``on_rejection``, both counted in :attr:`counts`; ``keys`` are the order keys seen so far
     (split and duplicate orders), ``journal`` (for checkpoints) the keys added by row."""
 
-    __slots__ = ("_on_rejection", "counts", "journal", "keys", "sink")
+    __slots__ = ("_on_rejection", "counts", "journal", "keys", "partition", "sink")
 
     def __init__(
-        self, sink: OrderSink, on_rejection: Callable[[Rejection], None], *, journal: bool = False
+        self,
+        sink: OrderSink,
+        on_rejection: Callable[[Rejection], None],
+        *,
+        journal: bool = False,
+        partition: KeyPartition | None = None,
     ) -> None:
         self.sink = sink
         self._on_rejection = on_rejection
         self.counts = ScanCounts()
         self.keys = FingerprintSet()
         self.journal = KeyJournal() if journal else None
+        # With a partition, this pass gives the verdicts of the orders whose key it owns only
+        # (and of rows without a key in part 0), and holds only their keys: a split or
+        # duplicate verdict depends on that one key's occurrences alone, so each part's pass
+        # decides them exactly, and every row gets its verdict in exactly one pass.
+        self.partition = partition
 
-    def reject(self, row: int, external_id: str, reason: str) -> None:
+    def owns(self, key: str | None) -> bool:
+        partition = self.partition
+        return partition is None or partition.owns(key)
+
+    def add_key(self, key: str) -> bool:
+        """Add the order key; False when it was seen before (a key of another part: True)."""
+        return self.keys.add(key) if self.owns(key) else True
+
+    def reject(self, row: int, external_id: str, reason: str, *, key: str | None = None) -> None:
+        """``key``: the order key, when it is not ``external_id`` (a CSV order's key)."""
+        if self.partition is not None and not self.partition.owns(key or external_id):
+            return
         self.counts.rejected += 1
         self._on_rejection(Rejection(row, external_id, reason))
 
-    def accept(self, order: ImportedOrder) -> None:
+    def accept(self, order: ImportedOrder, *, key: str | None = None) -> None:
+        if self.partition is not None and not self.partition.owns(key or order.external_id):
+            return
         self.counts.accepted += len(order.rows)
         self.counts.orders += 1
         self.sink.add(order)

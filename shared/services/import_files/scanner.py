@@ -13,6 +13,7 @@ from shared.services.import_files.csv_columns import plain_batch
 from shared.services.import_files.csv_rows import CsvRows, check_header, csv_records
 from shared.services.import_files.formats import FileFormat, FileRejectedError, sniff
 from shared.services.import_files.jsonl import scan_jsonl
+from shared.services.import_files.order_keys import KeyPartition
 from shared.services.import_files.rows import (
     KeyJournal,
     OrderSink,
@@ -70,11 +71,14 @@ class ImportScanner:
         fast_path: bool = True,
         read_chars: int = READ_CHARS,
         track: bool = False,
+        partition: KeyPartition | None = None,
     ) -> None:
         self.file_format = file_format
         self._fast_path = fast_path
         self._read_chars = read_chars
-        self._verdicts = Verdicts(sink, on_rejection, journal=track)
+        # ``partition``: this scan is one pass of several, each giving the verdicts of one part
+        # of the order-key space (see Verdicts); ``counts.rows_read`` still counts every row.
+        self._verdicts = Verdicts(sink, on_rejection, journal=track, partition=partition)
         # With ``track``, where lines start (bytes) and which keys each order added, for
         # checkpoints; off, the scan pays nothing for them.
         self.offsets: LineOffsets | None = LineOffsets() if track else None

@@ -196,3 +196,90 @@ def test_generated_csv_files_resume_at_any_cut(
     body = newline.join(f"{e},{c},{s},{q},1.00,EUR" for e, c, s, q in rows)
     data = (HEADER + newline + body + newline).encode()
     check_every_cut(data, FileFormat.CSV, read_chars=64)
+
+
+def verdicts_in_parts(data: bytes, file_format: FileFormat, parts: int, *, fast: bool) -> Recorder:
+    from shared.services.import_files.order_keys import KeyPartition
+
+    together = Recorder()
+    for part in range(parts):
+        scanner = ImportScanner(
+            file_format,
+            together,
+            together.rejected.append,
+            read_chars=64,
+            fast_path=fast,
+            partition=KeyPartition(part, parts) if parts > 1 else None,
+        )
+        scanner.scan(blocks(data))
+    return together
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+@pytest.mark.parametrize("fast", [True, False])
+def test_passes_over_parts_of_the_key_space_give_one_pass_verdicts(parts: int, fast: bool) -> None:
+    clean = (
+        HEADER
+        + "\n"
+        + "".join(f"E{i // 2},c{i // 2 % 3},SKU-{i % 2},1,1.00,EUR\n" for i in range(600))
+        + "E7,c1,SKU-1,1,1.00,EUR\n"  # a split order at the end of a clean file
+    ).encode()
+    for data, file_format in (
+        (clean, FileFormat.CSV),
+        (hostile_csv("\r\n", True), FileFormat.CSV),
+        (hostile_csv("\n", False), FileFormat.CSV),
+    ):
+        whole = verdicts_in_parts(data, file_format, 1, fast=True)
+        split = verdicts_in_parts(data, file_format, parts, fast=fast)
+        assert sorted(split.accepted) == sorted(whole.accepted)
+        assert sorted(split.rejected, key=lambda r: (r.row, r.reason)) == sorted(
+            whole.rejected, key=lambda r: (r.row, r.reason)
+        )
+        assert any("split order" in r.reason for r in split.rejected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["E1", "E2", "E3", "E4", '"E5"', "É6", "=E7", ""]),
+            st.sampled_from(["c1", "c2", "ç3"]),
+            st.sampled_from(["SKU-1", "SKU-2", '"SK\nU"']),
+            st.sampled_from(["1", "2", "x"]),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(2, 5),
+    st.booleans(),
+)
+def test_generated_files_judged_in_parts_get_one_pass_verdicts(
+    rows: list[tuple[str, str, str, str]], parts: int, jsonl_format: bool
+) -> None:
+    if jsonl_format:
+        data = "".join(
+            json.dumps(
+                {
+                    "externalId": e.strip('"'),
+                    "customerId": c,
+                    "currency": "EUR",
+                    "lines": [
+                        {"sku": s, "quantity": int(q) if q.isdigit() else q, "unitPrice": "1"}
+                    ],
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for e, c, s, q in rows
+        ).encode()
+        file_format = FileFormat.JSONL
+    else:
+        body = "\n".join(f"{e},{c},{s},{q},1.00,EUR" for e, c, s, q in rows)
+        data = (HEADER + "\n" + body + "\n").encode()
+        file_format = FileFormat.CSV
+    whole = verdicts_in_parts(data, file_format, 1, fast=True)
+    split = verdicts_in_parts(data, file_format, parts, fast=True)
+    assert sorted(split.accepted) == sorted(whole.accepted)
+    assert sorted(split.rejected, key=lambda r: (r.row, r.reason)) == sorted(
+        whole.rejected, key=lambda r: (r.row, r.reason)
+    )
