@@ -256,6 +256,10 @@ class ImportPipeline:
         )
         self.reports.create(report_name(name), REPORT_HEADER)
         self.reports.create(resume_log_name(run_id), b"")
+        if existing is not None and isinstance(existing.document.get("runId"), str):
+            # The replaced run's log, if its pass never finished (a pass still writing to it
+            # fails on its next append, and its run is replaced anyway).
+            self.reports.delete(resume_log_name(existing.document["runId"]))
         start = Checkpoint(
             offset=0,
             row=1,
