@@ -56,13 +56,35 @@ def bare_pass(path: Path) -> float:
     return time.perf_counter() - started
 
 
+class _MemoryStore:
+    """The run item and the report and resume-log blobs of a file pass, in memory: each
+    checkpoint is written (and won), each append returns the blob's new length."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+        self.checkpoints = 0
+
+    def checkpoint(self, *_: object) -> bool:
+        self.checkpoints += 1
+        return True
+
+    def append(self, name: str, data: bytes) -> int:
+        self.sizes[name] = self.sizes.get(name, 0) + len(data)
+        return self.sizes[name]
+
+
 def pipeline_pass(path: Path) -> tuple[float, int, int]:
-    from shared.services.import_files import (
-        ChunkEnvelope,
-        ChunkWriter,
-        FileFormat,
-        ImportScanner,
-    )
+    """The file pass as the import function runs it (``ImportPipeline._file_pass``): tracked
+    line offsets and order keys, a checkpoint before each chunk is sent (the resume-log line
+    with the chunk's keys and the chunk itself, the report's rejected rows), one pass per part
+    of the order-key space; the run item, blobs and queue are in memory, so only the pass's own
+    work is timed."""
+    from typing import Any, cast
+
+    from shared.services.import_checkpoints import Checkpoint, FilePassCheckpoints
+    from shared.services.import_files import FileFormat, ImportScanner
+    from shared.services.import_files.chunks import MAX_CHUNK_BYTES, MAX_CHUNK_ORDERS
+    from shared.services.import_files.order_keys import KeyPartition, bytes_per_order, key_parts
 
     messages = 0
 
@@ -70,22 +92,50 @@ def pipeline_pass(path: Path) -> tuple[float, int, int]:
         nonlocal messages
         messages += 1
 
-    from shared.services.import_files.order_keys import KeyPartition, bytes_per_order, key_parts
-
-    writer = ChunkWriter(ChunkEnvelope(path.name, "bench"), send)
+    store = _MemoryStore()
     started = time.perf_counter()
-    # As the file pass does: one pass per part of the order-key space, each holding at most
-    # KEY_BUDGET keys (a 1,000,000-row file is one pass).
     parts = key_parts(path.stat().st_size, bytes_per_order(next(blocks(path)), csv_format=True))
-    accepted = 0
-    for part in range(parts):
-        partition = KeyPartition(part, parts) if parts > 1 else None
-        scanner = ImportScanner(FileFormat.CSV, writer, lambda rejection: None, partition=partition)
-        accepted += scanner.scan(blocks(path)).accepted
-        del scanner
-    writer.close()
+    start = Checkpoint(
+        offset=0,
+        row=1,
+        next_chunk=0,
+        rows_read=0,
+        accepted=0,
+        rejected=0,
+        report_end=0,
+        log_end=0,
+        parts=parts,
+    )
+    while True:
+        checkpoints = FilePassCheckpoints(
+            runs=cast(Any, store),
+            reports=cast(Any, store),
+            send=send,
+            import_id=path.name,
+            run_id="bench",
+            owner="bench",
+            report="report",
+            log="resume-log",
+            start=start,
+            now=lambda: "2026-12-04T00:00:00Z",
+            max_chunk_bytes=MAX_CHUNK_BYTES,
+            max_chunk_orders=MAX_CHUNK_ORDERS,
+        )
+        partition = KeyPartition(start.part, parts) if parts > 1 else None
+        scanner = ImportScanner(
+            FileFormat.CSV, checkpoints, checkpoints.reject, track=True, partition=partition
+        )
+        offsets = scanner.offsets
+        assert offsets is not None  # noqa: S101 - tracked
+        checkpoints.attach(scanner.offset_of, offsets.forget_before, scanner.key_journal)
+        scanner.scan(blocks(path), None, checkpoints.safe_point)
+        if start.part + 1 < parts:
+            start = checkpoints.end_part()
+            continue
+        checkpoints.finish(path.stat().st_size, offsets.next_line)
+        break
     elapsed = time.perf_counter() - started
-    return elapsed, accepted, messages
+    return elapsed, checkpoints.last.accepted, messages
 
 
 def peak_rss_mib() -> float:

@@ -247,7 +247,11 @@ class Verdicts:
         self.sink = sink
         self._on_rejection = on_rejection
         self.counts = ScanCounts()
-        self.keys = FingerprintSet()
+        # One pass of several keeps its keys in the flat array from the first key: one buffer,
+        # given back whole when the pass ends, where a set's int objects leave the small-object
+        # arenas of one pass fragmented under the next (the peak crept up ~2 MiB a pass). The
+        # per-key loop costs little here: a pass adds only its own part's keys.
+        self.keys = FingerprintSet(set_limit=0) if partition is not None else FingerprintSet()
         self.journal = KeyJournal() if journal else None
         # With a partition, this pass gives the verdicts of the orders whose key it owns only
         # (and of rows without a key in part 0), and holds only their keys: a split or
