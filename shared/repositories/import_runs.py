@@ -31,6 +31,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -148,6 +149,18 @@ def _of_owner(run_id: str, owner: str | None, updated_at: str | None = None) -> 
             raise ValueError(f"not a time: {updated_at[:60]!r}")
         predicate += f" AND c.updatedAt = '{updated_at}'"
     return predicate
+
+
+def last_written(document: dict[str, Any]) -> datetime | None:
+    """When the run item was last written (its ``updatedAt``); None when unset or not a time."""
+    value = document.get("updatedAt")
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def chunk_marker_id(run_id: str, number: int) -> str:

@@ -44,7 +44,12 @@ from shared.errors import IdempotencyKeyReusedError
 from shared.models import ImportState, OrderDraft, OrderSource
 from shared.observability import get_logger
 from shared.patterns import IMPORT_ID_PATTERN
-from shared.repositories.import_runs import ChunkRecorded, ImportRunRepository, StoredRun
+from shared.repositories.import_runs import (
+    ChunkRecorded,
+    ImportRunRepository,
+    StoredRun,
+    last_written,
+)
 from shared.repositories.import_storage import (
     BlobVersion,
     ChunkQueue,
@@ -118,16 +123,6 @@ class FileOutcome(StrEnum):
 class ImportBusyError(Exception):
     """Another file pass holds this run and wrote to it within the lease: the delivery is
     retried (an undeclared error), and takes the run over once the lease has run out."""
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class ChunkOutcome(StrEnum):
@@ -288,7 +283,7 @@ class ImportPipeline:
             return None  # another version, or the file pass finished (chunks carry on)
         run_id = str(document.get("runId"))
         holder = document.get("owner")
-        written = _parse_time(document.get("updatedAt"))
+        written = last_written(document)
         if holder is not None and (
             written is None or datetime.now(UTC) - written < timedelta(seconds=self.lease_seconds)
         ):

@@ -38,7 +38,7 @@ from typing import Any, Final, Protocol
 from shared.models import ImportState
 from shared.names import IMPORTS_BLOB_CONTAINER
 from shared.observability import get_logger
-from shared.repositories.import_runs import ImportRunRepository
+from shared.repositories.import_runs import ImportRunRepository, last_written
 from shared.repositories.import_storage import ListedBlob
 from shared.services.import_events import BLOB_CREATED, same_etag, subject_prefix
 
@@ -84,16 +84,6 @@ def blob_created_event(blob: ListedBlob, container: str = IMPORTS_BLOB_CONTAINER
     return json.dumps(event, separators=(",", ":"))
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class ImportReconciler:
     listing: ImportListing
@@ -114,7 +104,7 @@ class ImportReconciler:
             return Reason.NEWER_VERSION
         if run.get("state") != ImportState.PROCESSING.value or run.get("chunksTotal") is not None:
             return None  # final, or the file pass finished and the chunks carry on
-        written = _parse_time(run.get("updatedAt"))
+        written = last_written(run)
         if written is not None and now - written < self.stuck_after:
             return None
         return Reason.STUCK
