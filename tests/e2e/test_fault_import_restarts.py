@@ -35,8 +35,8 @@ from tests.fixtures.stack import start_stack_on_free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-ORDERS = 300
-LINES_PER_ORDER = 20  # a few chunks of 48 KB, each taking a while to turn into orders
+ORDERS = 1200
+LINES_PER_ORDER = 20  # chunks hold ~265 such orders (48 KB compressed): a few chunks, each a while
 INVALID_EVERY = 25  # every 25th order has a bad line, which rejects all of its rows
 CUSTOMERS = 10
 COMPLETION_SECONDS = 150.0
