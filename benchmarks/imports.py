@@ -95,17 +95,7 @@ def pipeline_pass(path: Path) -> tuple[float, int, int]:
     store = _MemoryStore()
     started = time.perf_counter()
     parts = key_parts(path.stat().st_size, bytes_per_order(next(blocks(path)), csv_format=True))
-    start = Checkpoint(
-        offset=0,
-        row=1,
-        next_chunk=0,
-        rows_read=0,
-        accepted=0,
-        rejected=0,
-        report_end=0,
-        log_end=0,
-        parts=parts,
-    )
+    start = Checkpoint.at_start(report_end=0, parts=parts)
     while True:
         checkpoints = FilePassCheckpoints(
             runs=cast(Any, store),

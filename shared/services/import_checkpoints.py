@@ -77,6 +77,22 @@ class Checkpoint:
     parts: int = 1
 
     @classmethod
+    def at_start(cls, report_end: int, parts: int = 1) -> Checkpoint:
+        """Where a new run's file pass starts: row 1, nothing counted, the report ``report_end``
+        bytes long (its header), the resume log empty."""
+        return cls(
+            offset=0,
+            row=1,
+            next_chunk=0,
+            rows_read=0,
+            accepted=0,
+            rejected=0,
+            report_end=report_end,
+            log_end=0,
+            parts=parts,
+        )
+
+    @classmethod
     def parse(cls, value: Any) -> Checkpoint | None:
         if not isinstance(value, dict):
             return None

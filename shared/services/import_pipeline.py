@@ -255,16 +255,7 @@ class ImportPipeline:
             # The replaced run's log, if its pass never finished (a pass still writing to it
             # fails on its next append, and its run is replaced anyway).
             self.reports.delete(resume_log_name(existing.document["runId"]))
-        start = Checkpoint(
-            offset=0,
-            row=1,
-            next_chunk=0,
-            rows_read=0,
-            accepted=0,
-            rejected=0,
-            report_end=len(REPORT_HEADER),
-            log_end=0,
-        )
+        start = Checkpoint.at_start(report_end=len(REPORT_HEADER))
         return self._file_pass(name, version, run_id, owner, start, fresh=True)
 
     def _take_over(
