@@ -117,7 +117,7 @@ def pipeline_pass(path: Path) -> tuple[float, int, int]:
         )
         offsets = scanner.offsets
         assert offsets is not None  # noqa: S101 - tracked
-        checkpoints.attach(scanner.offset_of, offsets.forget_before, scanner.key_journal)
+        checkpoints.attach(offsets, scanner.key_journal)
         scanner.scan(blocks(path), None, checkpoints.safe_point)
         if start.part + 1 < parts:
             start = checkpoints.end_part()

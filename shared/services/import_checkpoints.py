@@ -8,12 +8,23 @@ after a BOM, with quoted newlines: see ``shared.services.import_files.text.LineO
 itself (so report rows stay the file's line numbers), ``nextChunk``, the counts before ``R``,
 and where the report and the run's resume log ended when it was written.
 
-Write-ahead, per chunk (:meth:`FilePassCheckpoints._checkpoint`): when the chunk writer has
-packed a chunk, before it is sent,
+When: at a safe point (the scanner says every line before ``R`` is judged, nothing after it:
+after each batch of CSV lines, after each JSON line) once :data:`CHECKPOINT_BYTES` of the file
+were read since the last checkpoint (times the number of passes over the file, see below), the
+last one is older than :data:`CHECKPOINT_SECONDS` (the lease stays fresh) or many rejected rows
+wait. A checkpoint is not tied to chunks: the chunks packed since the last one are held and
+sent under it, and the orders the writer holds for its next chunk are kept in the resume log.
+So a pass that dies reads again at most about one batch of text (``READ_CHARS``), which is
+less than one chunk's worth of rows for orders of two lines or more.
+
+Write-ahead (:meth:`FilePassCheckpoints._checkpoint`):
 
 1. the rejected rows before ``R`` are appended to the report (one block);
 2. one line is appended to the resume log (``resume/<runId>.jsonl`` beside the reports): the
-   order keys added before ``R`` since the last checkpoint, and the chunk(s) about to be sent;
+   order keys added before ``R`` since the last checkpoint, the chunk(s) about to be sent, and
+   the orders the chunk writer holds that the log does not have yet (compressed CSV text with
+   their rows; ``kept`` says how many of the pieces logged before are still held, 0 once a
+   chunk took them);
 3. the checkpoint is written to the run item, conditional on this pass's ``owner`` token (a
    pass that lost the run stops here, having sent nothing past its last checkpoint);
 4. the chunk(s) are sent.
@@ -21,39 +32,56 @@ packed a chunk, before it is sent,
 A pass that dies anywhere in between is resumed from the last checkpoint written: it sends the
 chunks of the resume log's last line again (the same messages, so a chunk that did arrive is
 found by its marker and counted once), rebuilds the key set from the log (the keys, never the
-per-process fingerprints), reads the blob from the checkpoint's byte offset (pinned by ETag),
-and numbers its chunks on from ``nextChunk``. Rows the dead pass appended to the report after
-its last checkpoint (step 1 without step 3) are read back from the report's tail and not listed
-again: every rejected row is in the report exactly once. Appended but not checkpointed lines of
-the resume log lie past the checkpoint's ``logEnd`` and are never read.
+per-process fingerprints) and the chunk writer's held orders (so it packs the next chunk as the
+dead pass would have), reads the blob from the checkpoint's byte offset (pinned by ETag), and
+numbers its chunks on from ``nextChunk``. The held orders were never sent (a chunk is sent only
+after the checkpoint after it), so no order goes out under two chunk numbers. Rows the dead
+pass appended to the report after its last checkpoint (step 1 without step 3) are read back
+from the report's tail and not listed again: every rejected row is in the report exactly once.
+Appended but not checkpointed lines of the resume log lie past the checkpoint's ``logEnd`` and
+are never read.
 
-Between chunks (a stretch of rejected rows), a checkpoint is also taken where the scanner says
-every line before is judged (a safe point), when the last one is older than
-:data:`CHECKPOINT_SECONDS` or many rejected rows wait: the lease stays fresh and the rejected rows
-held in memory stay bounded.
+A file of many parts (passes over the key space, ``shared.services.import_files.order_keys``)
+checkpoints every ``parts * CHECKPOINT_BYTES``: each pass sees only its part's orders, and the
+log stays far below an append blob's 50,000 blocks (one per checkpoint) for any file up to the
+size cap.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
+
+from isal import isal_zlib
 
 from shared.repositories.import_runs import ImportRunRepository
 from shared.repositories.import_storage import ReportBlob
-from shared.services.import_files import ChunkEnvelope, ChunkWriter, ImportedOrder, Rejection
+from shared.services.import_files import (
+    READ_CHARS,
+    ChunkEnvelope,
+    ChunkWriter,
+    ImportedOrder,
+    Rejection,
+)
+from shared.services.import_files.chunks import PendingPiece
 from shared.services.import_files.rows import KeyJournal, ScanCounts
 from shared.services.import_files.scanner import ScanStart
+from shared.services.import_files.text import LineOffsets
 
 # A live pass writes a checkpoint at least this often; a run whose last write is older than
 # LEASE_SECONDS has no live pass, and the next delivery takes it over.
 CHECKPOINT_SECONDS: Final = 5.0
 LEASE_SECONDS: Final = 30.0
+# File bytes read between checkpoints (per pass over the key space): three quarters of a CSV
+# batch, so that every batch of lines (about READ_CHARS characters) ends in one.
+CHECKPOINT_BYTES: Final = READ_CHARS * 3 // 4
 # Rejected rows held before a safe point forces a checkpoint.
 MAX_HELD_REJECTIONS: Final = 10_000
 _END: Final = 1 << 62  # a row after every row of any file
@@ -137,11 +165,32 @@ def checkpoint_document(checkpoint: Checkpoint, at: str) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class ResumeState:
     """What a resumed pass reads back: the keys before the checkpoint, the chunks its writer was
-    about to send, and the rows the dead pass reported after it."""
+    about to send, the orders its writer held for the next chunk (and the budget it had learnt),
+    and the rows the dead pass reported after it."""
 
     keys: list[str]
     resend: list[str]
     reported: set[int]
+    pending: list[PendingPiece] = field(default_factory=list)
+    budget: int | None = None
+
+
+def _pending_entry(pieces: list[PendingPiece]) -> dict[str, Any]:
+    text = "".join(piece.text for piece in pieces).encode("utf-8", "surrogatepass")
+    return {
+        "pieces": [[piece.runs, piece.order_starts, len(piece.text)] for piece in pieces],
+        "z": base64.b64encode(isal_zlib.compress(text, 1)).decode("ascii"),
+    }
+
+
+def _pending_pieces(entry: dict[str, Any]) -> list[PendingPiece]:
+    text = isal_zlib.decompress(base64.b64decode(entry["z"])).decode("utf-8", "surrogatepass")
+    pieces: list[PendingPiece] = []
+    at = 0
+    for runs, order_starts, length in entry["pieces"]:
+        pieces.append(PendingPiece(runs, order_starts, text[at : at + length]))
+        at += length
+    return pieces
 
 
 def _lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
@@ -159,11 +208,20 @@ def read_resume_state(
 ) -> ResumeState:
     keys: list[str] = []
     resend: list[str] = []
+    pending: list[PendingPiece] = []
+    budget: int | None = None
     for line in _lines(reports.read_from(log, 0, checkpoint.log_end)):
         if line.strip():
             entry = json.loads(line)
             if entry.get("part", 0) == checkpoint.part:
                 keys.extend(entry["keys"])
+                held = entry.get("pending")
+                pending = pending[: entry.get("kept", 0)]
+                if held is not None:
+                    pending.extend(_pending_pieces(held))
+                budget = entry.get("budget", budget)
+            else:
+                pending = []  # a pass over another part: it sent all it held
             resend = list(entry["chunks"])
     # Report lines past the checkpoint's end: chunks' conflicts (rows before the checkpoint's
     # row: only chunks already checkpointed were sent) and what the dead pass appended and
@@ -178,7 +236,7 @@ def read_resume_state(
     for record in csv.reader(text):
         if record and record[0].isdigit() and int(record[0]) >= checkpoint.row:
             reported.add(int(record[0]))
-    return ResumeState(keys, resend, reported)
+    return ResumeState(keys, resend, reported, pending, budget)
 
 
 class FilePassCheckpoints:
@@ -202,6 +260,9 @@ class FilePassCheckpoints:
         max_chunk_bytes: int,
         max_chunk_orders: int,
         reported: set[int] | None = None,
+        pending: list[PendingPiece] | None = None,
+        budget: int | None = None,
+        checkpoint_bytes: int = CHECKPOINT_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._runs = runs
@@ -222,26 +283,24 @@ class FilePassCheckpoints:
             max_orders=max_chunk_orders,
             first_number=start.next_chunk,
         )
+        if pending or budget is not None:
+            self.writer.restore(pending or [], budget)
+        # Pieces the writer holds that the resume log has (all of them, after a checkpoint).
+        self._logged = self.writer.pending_pieces
+        self._every = checkpoint_bytes * max(1, start.parts)
         self._rejections: list[Rejection] = []
         self._reported = reported or set()
         # (first row, rows) of what the writer got, until a checkpoint counts them.
         self._added: deque[tuple[int, int]] = deque()
         self.last = start
         self._last_at = clock()
-        self._offset_of: Callable[[int], int] = lambda row: start.offset
-        self._forget_before: Callable[[int], None] = lambda row: None
+        self._offsets: LineOffsets | None = None
         self._journal: KeyJournal | None = None
         self.checkpoints = 0
 
-    def attach(
-        self,
-        offset_of: Callable[[int], int],
-        forget_before: Callable[[int], None],
-        journal: KeyJournal | None,
-    ) -> None:
+    def attach(self, offsets: LineOffsets, journal: KeyJournal | None) -> None:
         """The scanner's line offsets and key journal."""
-        self._offset_of = offset_of
-        self._forget_before = forget_before
+        self._offsets = offsets
         self._journal = journal
 
     # ---------------------------------------------------------------- scanner callbacks
@@ -249,17 +308,12 @@ class FilePassCheckpoints:
     def add(self, order: ImportedOrder) -> None:
         self.writer.add(order)
         self._added.append((order.rows[0], len(order.rows)))
-        if self._held:
-            self._checkpoint(order.rows[0])
 
     def add_lines(
         self, text: str, lines: Sequence[str], starts: Sequence[int], count: int, first_row: int
     ) -> None:
         self.writer.add_lines(text, lines, starts, count, first_row)
         self._added.append((first_row, count))  # plain lines: one row each, no gaps
-        if self._held:
-            pending = self.writer.pending_first_row
-            self._checkpoint(first_row + count if pending is None else pending)
 
     def reject(self, rejection: Rejection) -> None:
         self._rejections.append(rejection)
@@ -276,12 +330,13 @@ class FilePassCheckpoints:
 
     def safe_point(self, line: int) -> None:
         """Every line before ``line`` is judged: checkpoint here if one is due."""
+        offsets = self._offsets
         if (
-            len(self._rejections) < MAX_HELD_REJECTIONS
+            (offsets is None or offsets.read_to - self.last.offset < self._every)
+            and len(self._rejections) < MAX_HELD_REJECTIONS
             and self._clock() - self._last_at < CHECKPOINT_SECONDS
         ):
             return
-        self.writer.flush()
         self._checkpoint(line)
 
     # ---------------------------------------------------------------------- the cut
@@ -342,9 +397,17 @@ class FilePassCheckpoints:
         if unlisted := self._unlisted(rejections):
             report_end = self._reports.append(self._report, report_lines(unlisted))
         new_keys = self._journal.take_before(row) if keys and self._journal is not None else []
-        entry = json.dumps(
-            {"part": last.part, "keys": new_keys, "chunks": self._held}, separators=(",", ":")
-        )
+        writer = self.writer
+        # The pieces logged before that the writer still holds (none once a chunk took them:
+        # a chunk takes everything the writer holds), then what it got since.
+        kept = self._logged if writer.sent == last.next_chunk else 0
+        record: dict[str, Any] = {"part": last.part, "keys": new_keys, "chunks": self._held}
+        if kept:
+            record["kept"] = kept
+        if writer.pending_pieces > kept:
+            record["pending"] = _pending_entry(writer.pending(kept))
+        record["budget"] = writer.budget
+        entry = json.dumps(record, separators=(",", ":"))
         log_end = self._reports.append(self._log, entry.encode("ascii") + b"\n")
         checkpoint = Checkpoint(
             offset=self._offset_of(row) if offset is None else offset,
@@ -370,10 +433,14 @@ class FilePassCheckpoints:
             self._send(message)
         self._held.clear()
         self.last = checkpoint
+        self._logged = writer.pending_pieces
         self._last_at = self._clock()
         self.checkpoints += 1
-        if offset is None:
-            self._forget_before(row)
+        if offset is None and self._offsets is not None:
+            self._offsets.forget_before(row)
+
+    def _offset_of(self, row: int) -> int:
+        return self.last.offset if self._offsets is None else self._offsets.offset_of(row)
 
 
 def report_lines(rejections: Iterable[Rejection]) -> bytes:

@@ -62,10 +62,12 @@ from shared.repositories.import_storage import (
 )
 from shared.repositories.orders import StoredOrder
 from shared.services.import_checkpoints import (
+    CHECKPOINT_BYTES,
     LEASE_SECONDS,
     Checkpoint,
     FilePassCheckpoints,
     LostFilePassError,
+    ResumeState,
     read_resume_state,
     report_lines,
 )
@@ -74,6 +76,7 @@ from shared.services.import_files import (
     FORMULA_PREFIXES,
     MAX_CHUNK_BYTES,
     MAX_CHUNK_ORDERS,
+    READ_CHARS,
     FileRejectedError,
     ImportScanner,
     Rejection,
@@ -178,6 +181,8 @@ class ImportPipeline:
     max_chunk_orders: int = MAX_CHUNK_ORDERS
     lease_seconds: float = LEASE_SECONDS
     key_budget: int = KEY_BUDGET
+    read_chars: int = READ_CHARS  # text judged at a time (a batch of CSV lines)
+    checkpoint_bytes: int | None = None  # None: CHECKPOINT_BYTES in the proportion to read_chars
 
     # ----------------------------------------------------------------------- file pass
 
@@ -307,15 +312,15 @@ class ImportPipeline:
     ) -> FileOutcome:
         file_format = file_format_for(name)
         keys: list[str] = []
-        reported: set[int] = set()
+        state = ResumeState([], [], set())
         if not fresh:
             state = read_resume_state(
                 self.reports, report_name(name), resume_log_name(run_id), checkpoint
             )
-            keys, reported = state.keys, state.reported
+            keys = state.keys
             for message in state.resend:
                 self.queue.send(message)  # the dead pass may not have sent them
-        checkpoints = self._checkpoints(name, run_id, owner, checkpoint, reported)
+        checkpoints = self._checkpoints(name, run_id, owner, checkpoint, state)
         try:
             if file_format is None:
                 raise FileRejectedError("unsupported file type: name it .csv or .jsonl")
@@ -328,10 +333,15 @@ class ImportPipeline:
                 start = checkpoints.last
                 partition = KeyPartition(start.part, start.parts) if start.parts > 1 else None
                 scanner = ImportScanner(
-                    file_format, checkpoints, checkpoints.reject, track=True, partition=partition
+                    file_format,
+                    checkpoints,
+                    checkpoints.reject,
+                    track=True,
+                    partition=partition,
+                    read_chars=self.read_chars,
                 )
                 offsets = scanner.offsets or LineOffsets()  # tracked: never the fallback
-                checkpoints.attach(scanner.offset_of, offsets.forget_before, scanner.key_journal)
+                checkpoints.attach(offsets, scanner.key_journal)
                 resuming = start.row > 1
                 scanner.scan(
                     self.files.read(name, version, start.offset if resuming else 0),
@@ -342,7 +352,9 @@ class ImportPipeline:
                 if start.part + 1 < start.parts:
                     # The next part of the key space: the file again, from its first row.
                     next_part = checkpoints.end_part()
-                    checkpoints = self._checkpoints(name, run_id, owner, next_part, set())
+                    checkpoints = self._checkpoints(
+                        name, run_id, owner, next_part, ResumeState([], [], set())
+                    )
                     continue
                 chunks_total = checkpoints.finish(version.size, offsets.next_line)
                 break
@@ -388,7 +400,7 @@ class ImportPipeline:
         return FileOutcome.SENT
 
     def _checkpoints(
-        self, name: str, run_id: str, owner: str, start: Checkpoint, reported: set[int]
+        self, name: str, run_id: str, owner: str, start: Checkpoint, state: ResumeState
     ) -> FilePassCheckpoints:
         return FilePassCheckpoints(
             runs=self.runs,
@@ -403,7 +415,11 @@ class ImportPipeline:
             now=utc_now,
             max_chunk_bytes=self.max_chunk_bytes,
             max_chunk_orders=self.max_chunk_orders,
-            reported=reported,
+            checkpoint_bytes=self.checkpoint_bytes
+            or CHECKPOINT_BYTES * self.read_chars // READ_CHARS,
+            reported=state.reported,
+            pending=state.pending,
+            budget=state.budget,
         )
 
     def _key_parts(self, name: str, version: BlobVersion, file_format: FileFormat) -> int:

@@ -27,7 +27,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 HEADER = "external_id,customer_id,sku,quantity,unit_price,currency\n"
 DATA_ROWS = 12_000
+# A chunk of 100 orders is about 200 rows; a batch of 4,096 characters about 115: the
+# proportions of the defaults (1,000 orders, 64 Ki characters), on a file a tenth the size.
 CHUNK_ORDERS = 100
+READ_CHARS = 4096
 
 
 def partner_file(customer: str) -> tuple[bytes, int]:
@@ -79,11 +82,12 @@ def test_a_file_pass_killed_half_way_resumes_and_completes_exactly(
         data_rows=DATA_ROWS,
         workdir=tmp_path,
         max_chunk_orders=CHUNK_ORDERS,
+        read_chars=READ_CHARS,
     )
     assert result.killed_reached >= DATA_ROWS // 2
     assert result.checkpoint_row > DATA_ROWS // 4  # resumed at its last checkpoint, not row 1
     assert result.killed_reached >= result.checkpoint_row
-    assert result.rows_read_again < DATA_ROWS // 4
+    assert result.rows_read_again < 2 * CHUNK_ORDERS, "less than one chunk's rows read again"
     assert result.resent_chunks <= 1
 
     report = (

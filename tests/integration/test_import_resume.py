@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,13 +21,18 @@ from shared.clients import get_blob_service, get_container
 from shared.names import ORDERS_CONTAINER, REJECTED_ROWS_BLOB_CONTAINER
 from shared.publisher import EventGridPublisher
 from shared.repositories.import_runs import CosmosImportRunRepository, StoredRun
-from shared.repositories.import_storage import AzureReportBlob, report_name
+from shared.repositories.import_storage import (
+    AzureImportFiles,
+    AzureReportBlob,
+    BlobVersion,
+    report_name,
+)
 from shared.repositories.orders import CosmosOrderRepository
 from shared.services.import_files import parse_chunk
 from shared.services.import_pipeline import FileOutcome, ImportBusyError, ImportPipeline
 from shared.services.orders import OrderService
 from tests.fixtures.eventgrid import EventGridSink
-from tests.fixtures.imports import direct_import_files, upload_direct
+from tests.fixtures.imports import DIRECT_IMPORTS_CONTAINER, direct_import_files, upload_direct
 
 pytestmark = pytest.mark.integration
 
@@ -81,22 +87,39 @@ class Runs(CosmosImportRunRepository):
         return super().checkpoint(import_id, run_id, owner, checkpoint, at)
 
 
+class Files(AzureImportFiles):
+    """The import files, recording where each read of the blob starts."""
+
+    def __init__(self) -> None:
+        super().__init__(DIRECT_IMPORTS_CONTAINER)
+        self.starts: list[int] = []
+
+    def read(self, name: str, version: BlobVersion, start: int = 0) -> Iterator[bytes]:
+        self.starts.append(start)
+        return super().read(name, version, start)
+
+
 def pipeline(
     queue: Queue,
     *,
     runs: CosmosImportRunRepository | None = None,
     reports: Any = None,
+    files: AzureImportFiles | None = None,
     key_budget: int | None = None,
 ) -> ImportPipeline:
+    """Small chunks (20 orders, about 25 rows) and batches of text (512 characters, about 15
+    rows), with a checkpoint due after every batch: most checkpoints fall between two chunks,
+    with orders held for the next one."""
     service = OrderService(CosmosOrderRepository(), EventGridPublisher())
     return ImportPipeline(
         runs or CosmosImportRunRepository(),
-        direct_import_files(),
+        files or direct_import_files(),
         reports or AzureReportBlob(),
         queue,
         lambda: service,
         max_chunk_bytes=1500,
         max_chunk_orders=20,
+        read_chars=512,
         **({} if key_budget is None else {"key_budget": key_budget}),
     )
 
@@ -206,8 +229,8 @@ CRASHES = [
     pytest.param({"queue": 4}, id="sending-a-chunk"),
     pytest.param({"queue": 15}, id="sending-a-later-chunk"),
     pytest.param({"reports": (".csv", 2)}, id="after-appending-to-the-report"),
-    pytest.param({"reports": ("resume/", 6)}, id="after-appending-to-the-resume-log"),
-    pytest.param({"runs": 9}, id="writing-the-checkpoint"),
+    pytest.param({"reports": ("resume/", 16)}, id="after-appending-to-the-resume-log"),
+    pytest.param({"runs": 19}, id="writing-the-checkpoint"),
 ]
 
 
@@ -245,11 +268,19 @@ def test_a_pass_killed_anywhere_resumes_to_the_uninterrupted_result(
     assert checkpoint["row"] > 1
     assert before.document["owner"] is None  # released: the retry takes over at once
 
-    resumed = Queue()
-    assert pipeline(resumed).import_file(name) is FileOutcome.SENT
+    resumed, files = Queue(), Files()
+    assert pipeline(resumed, files=files).import_file(name) is FileOutcome.SENT
     first_resent = min(parse_chunk(m).number for m in resumed.messages)
     assert first_resent <= checkpoint["nextChunk"]
-    # Read again: only what came after the checkpoint's row (its new chunks start there).
+    # Read again: only what comes after the checkpoint's row.
+    assert files.starts == [checkpoint["offset"]]
+    sent_before = {
+        row
+        for message in queue.messages
+        if (chunk := parse_chunk(message)).number < checkpoint["nextChunk"]
+        for order in chunk.orders
+        for row in order.rows
+    }
     new_rows = [
         row
         for message in resumed.messages
@@ -257,7 +288,11 @@ def test_a_pass_killed_anywhere_resumes_to_the_uninterrupted_result(
         for order in chunk.orders
         for row in order.rows
     ]
-    assert min(new_rows) >= checkpoint["row"]
+    # The orders the dead pass held for its next chunk came back from the resume log, not by
+    # reading their rows again, and were never in a chunk it sent.
+    held = [row for row in new_rows if row < checkpoint["row"]]
+    assert held, "the checkpoint held orders for the next chunk"
+    assert sent_before.isdisjoint(held)
     assert len({parse_chunk(m).number for m in resumed.messages}) < len(expected.chunk_numbers)
     outcome = finish(name, queue.messages + resumed.messages)
     assert outcome.counts == expected.counts

@@ -100,6 +100,17 @@ def _merged_runs(pieces: Sequence[_Piece]) -> list[list[int]]:
     return runs
 
 
+@dataclass(frozen=True, slots=True)
+class PendingPiece:
+    """Orders a :class:`ChunkWriter` holds between chunks: their CSV text, their file rows as
+    runs ``[first, count]``, and for plain lines where each order starts (line indexes into
+    the text, from 0, ending with its line count); None for a single order."""
+
+    runs: list[list[int]]
+    order_starts: list[int] | None
+    text: str
+
+
 class ChunkWriter:
     """Packs valid orders, in file order, into as few queue messages as the size limit allows
     (greedy: a message is sent when the next order would not fit; an order is never split).
@@ -148,6 +159,52 @@ class ChunkWriter:
     def pending_first_row(self) -> int | None:
         """The file row of the first order not sent yet (None when all are sent)."""
         return self._runs[0][0] if self._runs else None
+
+    @property
+    def budget(self) -> int:
+        """The text a chunk takes before compressing, as learnt so far."""
+        return self._budget
+
+    def pending(self, start: int = 0) -> list[PendingPiece]:
+        """The orders added and not packed into a chunk yet (from piece ``start`` on), as
+        pieces :meth:`restore` takes back: a checkpoint between chunks keeps them so that a
+        resumed pass does not read their rows again."""
+        pieces: list[PendingPiece] = []
+        for text, (runs, orders) in zip(self._texts[start:], self._pieces[start:], strict=True):
+            if orders is None:
+                pieces.append(PendingPiece([list(run) for run in runs], None, text))
+            else:
+                bounds, lo, hi = orders
+                first = bounds[lo]
+                pieces.append(
+                    PendingPiece(
+                        [list(run) for run in runs], [b - first for b in bounds[lo : hi + 1]], text
+                    )
+                )
+        return pieces
+
+    @property
+    def pending_pieces(self) -> int:
+        return len(self._texts)
+
+    def restore(self, pieces: Sequence[PendingPiece], budget: int | None = None) -> None:
+        """Take back the pending orders of a checkpoint (:meth:`pending`) and the budget the
+        writer had learnt then, so it packs on as the pass that took the checkpoint would."""
+        for piece in pieces:
+            plain = piece.order_starts is not None or _only_line_endings_escape(piece.text)
+            self._texts.append(piece.text)
+            if piece.order_starts is None:
+                self._pieces.append((piece.runs, None))
+                self._orders += 1
+            else:
+                starts = piece.order_starts
+                self._pieces.append((piece.runs, (starts, 0, len(starts) - 1)))
+                self._orders += len(starts) - 1
+            self._size += _escaped_size(piece.text, plain=plain)
+            for first, count in piece.runs:
+                self._add_rows(first, count)
+        if budget is not None:
+            self._budget = max(self._max_bytes // 2, min(self._max_budget, budget))
 
     def _add_rows(self, first: int, count: int) -> None:
         runs = self._runs

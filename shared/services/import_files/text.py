@@ -120,6 +120,12 @@ class LineOffsets:
         self._firsts.append(self.next_line)
         self.next_line += len(lines)
 
+    @property
+    def read_to(self) -> int:
+        """Where the last recorded batch starts: how far the file is read, to within a batch
+        (cheap, for deciding when a checkpoint is due)."""
+        return self._batches[-1][1] if self._batches else self.first_byte
+
     def offset_of(self, line: int) -> int:
         """The byte offset where file line ``line`` starts (a line of a recorded batch, or the
         line after the last one recorded)."""
@@ -132,7 +138,7 @@ class LineOffsets:
             raise LookupError(f"line {line} was not read yet")
         if lengths is not None:
             return start + sum(lengths[:count])
-        return start + sum(map(_nbytes, lines[:count]))
+        return start + _nbytes("".join(lines[:count]))  # one pass in C, not one call a line
 
     def forget_before(self, line: int) -> None:
         """Drop the batches that end before ``line`` (nothing before it is asked for again)."""
