@@ -75,10 +75,10 @@ class _MemoryStore:
 
 def pipeline_pass(path: Path) -> tuple[float, int, int]:
     """The file pass as the import function runs it (``ImportPipeline._file_pass``): tracked
-    line offsets and order keys, a checkpoint before each chunk is sent (the resume-log line
-    with the chunk's keys and the chunk itself, the report's rejected rows), one pass per part
-    of the order-key space; the run item, blobs and queue are in memory, so only the pass's own
-    work is timed."""
+    line offsets and order keys, a checkpoint after every batch of text (the resume-log line
+    with the keys, the chunks packed since the last one and the orders held for the next, the
+    report's rejected rows), one pass per part of the order-key space; the run item, blobs and
+    queue are in memory, so only the pass's own work is timed."""
     from typing import Any, cast
 
     from shared.services.import_checkpoints import Checkpoint, FilePassCheckpoints
