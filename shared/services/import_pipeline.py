@@ -3,10 +3,10 @@
 
 Run: a file pass of a version without an unfinished run starts a new run (``runId`` = blob
 ETag + a random suffix) and resets the status document; chunks carry the run id, and a chunk of
-an older run is ignored. The pass writes a checkpoint after every batch of text it judges (``shared.services.
-import_checkpoints``): a pass that dies is resumed from its last one by the next delivery of the
-event (or the reconciliation), with the same run id and chunk numbers going on, so only the
-rows after the checkpoint are read again. A file pass retried after it had read the whole file
+an older run is ignored. The pass writes a checkpoint after every batch of text it judges
+(``shared.services.import_checkpoints``): a pass that dies is resumed from its last one by the
+next delivery of the event (or the reconciliation), with the same run id and chunk numbers
+going on, so only the rows after the checkpoint are read again. A file pass retried after it had read the whole file
 starts a new run and re-sends every chunk; the orders are created again idempotently (same
 ids, an existing identical order is *accepted*, not duplicated).
 
