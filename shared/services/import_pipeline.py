@@ -6,9 +6,9 @@ ETag + a random suffix) and resets the status document; chunks carry the run id,
 an older run is ignored. The pass writes a checkpoint after every batch of text it judges
 (``shared.services.import_checkpoints``): a pass that dies is resumed from its last one by the
 next delivery of the event (or the reconciliation), with the same run id and chunk numbers
-going on, so only the rows after the checkpoint are read again. A file pass retried after it had read the whole file
-starts a new run and re-sends every chunk; the orders are created again idempotently (same
-ids, an existing identical order is *accepted*, not duplicated).
+going on, so only the rows after the checkpoint are read again. A file pass retried after it
+had read the whole file starts a new run and re-sends every chunk; the orders are created again
+idempotently (same ids, an existing identical order is *accepted*, not duplicated).
 
 Counts (``shared.repositories.import_runs``): the file pass records ``rowsRead``, its own
 rejections (``fileRejected``, added to ``rejected``) and ``chunksTotal``; each chunk is counted
