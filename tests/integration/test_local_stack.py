@@ -217,7 +217,10 @@ def test_a_paused_service_accepts_connections_but_answers_only_after_resume(
             began = time.monotonic()
             with pytest.raises(ServiceResponseError):
                 database.read(read_timeout=1, retry_total=0)
-            assert time.monotonic() - began < 5
+            # The read timed out instead of hanging for as long as the pause lasts. The SDK
+            # still retries a failed connection by itself (a few 1 s timeouts, more on a busy
+            # 2-core runner), so the bound is loose: a hang would last the test's timeout.
+            assert time.monotonic() - began < 30
         assert not own_stack.is_paused(COSMOS)
         assert database.read()["id"] == names.COSMOS_DATABASE_DEFAULT
 
