@@ -28,12 +28,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:7071")
     parser.add_argument(
-        "--function-key",
-        default=env("SMOKE_FUNCTION_KEY"),
-        help="sent as x-functions-key; must be the master (admin) key in Azure, as setting "
-        "stock is admin level (env SMOKE_FUNCTION_KEY)",
-    )
-    parser.add_argument(
         "--token",
         default=env("SMOKE_TOKEN"),
         help="bearer token sent on every API call (env SMOKE_TOKEN); without it one is taken "
@@ -124,7 +118,7 @@ def _token(args: argparse.Namespace) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        client = Client(args.base_url, args.function_key or None, _token(args))
+        client = Client(args.base_url, _token(args))
     except ValueError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2

@@ -1,4 +1,4 @@
-"""A small HTTP client over urllib: base URL, bearer token (and function key), JSON in and out."""
+"""A small HTTP client over urllib: base URL, bearer token, JSON in and out."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 from urllib.parse import urlsplit
-
-FUNCTION_KEY_HEADER = "x-functions-key"
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,6 @@ class Response:
 @dataclass
 class Client:
     base_url: str
-    function_key: str | None = None
     bearer_token: str | None = None
     request_timeout: float = 30.0
     user_agent: str = "orderflow-smoke/1"
@@ -64,8 +61,6 @@ class Client:
         if json_body is not None:
             body = json.dumps(json_body).encode()
             all_headers["Content-Type"] = "application/json"
-        if authenticated and self.function_key:
-            all_headers[FUNCTION_KEY_HEADER] = self.function_key
         if authenticated and self.bearer_token:
             all_headers["Authorization"] = f"Bearer {self.bearer_token}"
         all_headers.update(headers or {})

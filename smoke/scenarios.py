@@ -82,7 +82,7 @@ def order_payment_fulfilled(context: Context) -> str:
         client.request("PUT", f"{API}/inventory/{sku}", json_body={"available": stock}),
         200,
         "PUT inventory",
-        hint="setting stock is admin level: send the master (admin) key",
+        hint="setting stock needs the app role Inventory.ReadWrite in the token",
     )
     if (before := _available(client, sku)) != stock:
         raise ScenarioFailedError(f"stock of {sku} is {before} after setting it to {stock}")

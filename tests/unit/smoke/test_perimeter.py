@@ -72,7 +72,7 @@ def gateway() -> Iterator[str]:
 
 def context(url: str, *, token: str | None = TOKEN, limit: int | None = 5) -> Context:
     return Context(
-        client=Client(url, None, token, request_timeout=5),
+        client=Client(url, token, request_timeout=5),
         webhook_secret="unused",  # pragma: allowlist secret
         storage=StorageAccess(None, None),
         timeout=5,
