@@ -9,6 +9,7 @@ Everything at the repository root goes in except what ``.funcignore`` excludes (
 from __future__ import annotations
 
 import fnmatch
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -35,15 +36,32 @@ def _excluded(relative: Path, patterns: list[str]) -> bool:
     return False
 
 
+def _files(root: Path, patterns: list[str]) -> list[Path]:
+    """The files to package, sorted; an excluded folder is not entered (``.venv`` and
+    ``node_modules`` hold tens of thousands of files)."""
+    found: list[Path] = []
+    for folder, subfolders, files in os.walk(root):
+        here = Path(folder)
+        subfolders[:] = [
+            name for name in subfolders if not _excluded((here / name).relative_to(root), patterns)
+        ]
+        found.extend(
+            path
+            for name in files
+            if not _excluded((path := here / name).relative_to(root), patterns)
+        )
+    return sorted(found)
+
+
 def package(root: Path, target: Path) -> list[str]:
     """Write the zip and return the archived paths."""
     patterns = _patterns(root)
     names: list[str] = []
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(root.rglob("*")):
-            relative = path.relative_to(root)
-            if path.is_dir() or _excluded(relative, patterns) or path == target:
+        for path in _files(root, patterns):
+            if path == target:
                 continue
+            relative = path.relative_to(root)
             archive.write(path, relative.as_posix())
             names.append(relative.as_posix())
     for required in ("function_app.py", "host.json", "requirements.txt"):
