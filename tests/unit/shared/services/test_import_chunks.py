@@ -207,3 +207,67 @@ def test_a_v3_chunk_of_exactly_the_text_limit_is_read() -> None:
 
     assert len(chunk.orders) == 1
     assert len(chunk.orders[0].rows) == len(data) // len(line)
+
+
+class RecordedCalls:
+    """The sink calls a scan makes, in order, to replay them into writers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def add(self, order: object) -> None:
+        self.calls.append(("add", (order,)))
+
+    def add_lines(
+        self, text: str, lines: list[str], starts: list[int], count: int, first_row: int
+    ) -> None:
+        self.calls.append(("add_lines", (text, list(lines), list(starts), count, first_row)))
+
+
+def test_a_writer_restored_from_its_pending_orders_packs_the_same_chunks() -> None:
+    """What a checkpoint keeps between chunks (the held orders and the learnt budget) is enough
+    for a resumed pass to send exactly the chunks, numbers and bytes, the first would have:
+    plain lines, orders added one by one (quoted fields), and text that compresses badly
+    enough to go out split."""
+    chooser = random.Random(5)
+    alphabet = string.ascii_letters + string.digits
+    text = (
+        two_line_orders(2500)
+        + "".join(f'"Q{i}",c{i},SKU-1,1,1.00,EUR\n' for i in range(300))
+        + "".join(
+            f"{''.join(chooser.choices(alphabet, k=60))},c1,S,1,1.00,EUR\n" for _ in range(2500)
+        )
+        + two_line_orders(2500).replace("E0", "F0")
+    )
+    data = ("external_id,customer_id,sku,quantity,unit_price,currency\n" + text).encode()
+    recorded = RecordedCalls()
+    rejections: list[Rejection] = []
+    ImportScanner(FileFormat.CSV, recorded, rejections.append, read_chars=4096).scan(iter([data]))
+    assert rejections == []
+
+    def replay(writer: ChunkWriter, calls: list[tuple[str, tuple[object, ...]]]) -> None:
+        for name, args in calls:
+            getattr(writer, name)(*args)
+
+    envelope = ChunkEnvelope("file.csv", "run-1")
+    whole: list[str] = []
+    uninterrupted = ChunkWriter(envelope, whole.append)
+    replay(uninterrupted, recorded.calls)
+    uninterrupted.close()
+    assert any(len(parse_chunk(m).orders) < MAX_CHUNK_ORDERS for m in whole[:-1]), "size-bound chunks"
+
+    cuts = sorted(random.Random(3).sample(range(1, len(recorded.calls)), 60))
+    held_somewhere = False
+    for cut in cuts:
+        before: list[str] = []
+        dying = ChunkWriter(envelope, before.append)
+        replay(dying, recorded.calls[:cut])
+        pending, budget = dying.pending(), dying.budget
+        held_somewhere = held_somewhere or bool(pending)
+        after: list[str] = []
+        resumed = ChunkWriter(envelope, after.append, first_number=dying.sent)
+        resumed.restore(pending, budget)
+        replay(resumed, recorded.calls[cut:])
+        resumed.close()
+        assert before + after == whole, f"cut after call {cut}"
+    assert held_somewhere
