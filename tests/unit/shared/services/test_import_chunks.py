@@ -8,6 +8,7 @@ import json
 import random
 import string
 import zlib
+from collections.abc import Sequence
 
 import pytest
 
@@ -19,6 +20,7 @@ from shared.services.import_files import (
     ChunkEnvelope,
     ChunkWriter,
     FileFormat,
+    ImportedOrder,
     ImportScanner,
     InvalidChunkError,
     Rejection,
@@ -215,11 +217,11 @@ class RecordedCalls:
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[object, ...]]] = []
 
-    def add(self, order: object) -> None:
+    def add(self, order: ImportedOrder) -> None:
         self.calls.append(("add", (order,)))
 
     def add_lines(
-        self, text: str, lines: list[str], starts: list[int], count: int, first_row: int
+        self, text: str, lines: Sequence[str], starts: Sequence[int], count: int, first_row: int
     ) -> None:
         self.calls.append(("add_lines", (text, list(lines), list(starts), count, first_row)))
 
