@@ -73,7 +73,7 @@ class _MemoryStore:
         return self.sizes[name]
 
 
-def pipeline_pass(path: Path) -> tuple[float, int, int]:
+def pipeline_pass(path: Path) -> tuple[float, int, int, _MemoryStore]:
     """The file pass as the import function runs it (``ImportPipeline._file_pass``): tracked
     line offsets and order keys, a checkpoint after every batch of text (the resume-log line
     with the keys, the chunks packed since the last one and the orders held for the next, the
@@ -125,7 +125,7 @@ def pipeline_pass(path: Path) -> tuple[float, int, int]:
         checkpoints.finish(path.stat().st_size, offsets.next_line)
         break
     elapsed = time.perf_counter() - started
-    return elapsed, checkpoints.last.accepted, messages
+    return elapsed, checkpoints.last.accepted, messages, store
 
 
 def peak_rss_mib() -> float:
@@ -146,7 +146,7 @@ def peak_memory_child(path: Path, rows: int) -> None:
     import shared.services.import_files  # noqa: F401 - imports before the baseline
 
     before = peak_rss_mib()
-    _, accepted, messages = pipeline_pass(path)
+    _, accepted, messages, store = pipeline_pass(path)
     peak = peak_rss_mib()
     print(
         json.dumps(
@@ -156,6 +156,8 @@ def peak_memory_child(path: Path, rows: int) -> None:
                 "before_mib": before,
                 "accepted": accepted,
                 "messages": messages,
+                "checkpoints": store.checkpoints,
+                "log_bytes": store.sizes.get("resume-log", 0),
             }
         )
     )
@@ -196,7 +198,7 @@ def main() -> None:
         bare, elapsed, accepted = float("inf"), float("inf"), 0
         for _ in range(max(1, args.repeat)):
             bare = min(bare, bare_pass(path))
-            seconds, accepted, _ = pipeline_pass(path)
+            seconds, accepted, _, _ = pipeline_pass(path)
             elapsed = min(elapsed, seconds)
         small = measure_memory(Path(directory), 10_000)
         large = measure_memory(Path(directory), args.rows)
@@ -214,6 +216,10 @@ def main() -> None:
     )
     print(f"queue messages per 10,000 rows: {small['messages'] * 10_000 / 10_000:10.1f}")
     print(f"queue messages, {args.rows:,} rows: {large['messages']:,.0f}")
+    print(
+        f"checkpoints, {args.rows:,} rows: {large['checkpoints']:,.0f} "
+        f"(resume log {large['log_bytes'] / 2**20:.1f} MiB for the {size_mib:.1f} MiB file)"
+    )
 
 
 if __name__ == "__main__":
