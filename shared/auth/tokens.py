@@ -19,7 +19,8 @@ whose ``kid`` is unknown (a key rotation works with its first token); a refresh 
 find the kid, or fails, starts a cooldown of ``UNKNOWN_KID_COOLDOWN_SECONDS`` without fetches (so
 a flood of made-up kids costs the issuer one request per cooldown). While the issuer is
 unreachable the cached keys keep serving for up to ``MAX_STALE_SECONDS``, like the Key Vault
-secrets cache; without cached keys the request gets 503
+secrets cache, and while one request reads them again the others use the cached ones instead of
+waiting for it; without cached keys the request gets 503
 with ``Retry-After`` (the token may be fine: 401 would tell the client to get a new one).
 
 Why PyJWT's ``PyJWKSet`` and ``jwt.decode`` rather than ``PyJWKClient``: the client fetches a
@@ -246,7 +247,15 @@ class SigningKeys:
             and now - cached.fetched_at < self._refresh_seconds
         ):
             return cached.keys[kid]
-        with self._lock:
+        usable = self._refresh_seconds + self._max_stale_seconds
+        if cached is not None and kid in cached.keys and now - cached.fetched_at < usable:
+            # A scheduled refresh is made by one request; while it waits for the issuer (up to
+            # the fetch timeout), the others go on with the cached key instead of queueing.
+            if not self._lock.acquire(blocking=False):
+                return cached.keys[kid]
+        else:
+            self._lock.acquire()
+        try:
             now = self._clock()
             cached = self._keys
             fresh = cached is not None and now - cached.fetched_at < self._refresh_seconds
@@ -267,6 +276,8 @@ class SigningKeys:
                         self._quiet_until = now + self._cooldown_seconds
                 cached = self._keys
             return self._from_cache(cached, kid, now)
+        finally:
+            self._lock.release()
 
     def _from_cache(self, cached: _KeySet | None, kid: str, now: float) -> PyJWK:
         usable = self._refresh_seconds + self._max_stale_seconds

@@ -551,3 +551,54 @@ def test_reading_the_keys_again_forgets_validated_tokens(issuer: Issuer) -> None
     clock.now += 3601  # keys due for a refresh: cached tokens wait for it too
     issuer.keys = [(EC_KEY, "e1")]  # ... and k1 is gone by then
     _refused(validator, token)
+
+
+def test_while_one_request_reads_the_keys_again_the_others_use_the_cached_ones(
+    issuer: Issuer,
+) -> None:
+    """A scheduled refresh waits for the issuer (up to the fetch timeout); requests whose key is
+    cached do not queue behind it. A kid nobody has seen still waits for the read."""
+    import threading
+
+    clock = Clock()
+    keys = SigningKeys(ISSUER, fetch=issuer.fetch, clock=clock)
+    cached = keys.key("k1")
+    in_fetch, release = threading.Event(), threading.Event()
+
+    def slow_fetch(url: str) -> Any:
+        in_fetch.set()
+        release.wait(30)
+        return issuer.fetch(url)
+
+    keys._fetch = slow_fetch
+    clock.now += 3601  # the keys are due for their scheduled refresh
+    refreshing = threading.Thread(target=keys.key, args=("k1",))
+    refreshing.start()
+    try:
+        assert in_fetch.wait(10), "the refresh started"
+        served: list[Any] = []
+        other = threading.Thread(target=lambda: served.append(keys.key("k1")))
+        other.start()
+        other.join(10)
+        assert not other.is_alive(), "a request with a cached key waited for the refresh"
+        assert served == [cached]
+        outcomes: list[str] = []
+
+        def unknown_kid() -> None:
+            try:
+                keys.key("k9")
+            except InvalidTokenError:
+                outcomes.append("refused after the read")
+
+        unknown = threading.Thread(target=unknown_kid)
+        unknown.start()
+        unknown.join(0.2)
+        assert unknown.is_alive(), "a key that must be read waits for the read in progress"
+    finally:
+        release.set()
+        refreshing.join(10)
+    unknown.join(10)
+    assert not refreshing.is_alive()
+    assert not unknown.is_alive()
+    assert outcomes == ["refused after the read"]
+    assert keys.fresh()
