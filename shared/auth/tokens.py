@@ -247,12 +247,12 @@ class SigningKeys:
             and now - cached.fetched_at < self._refresh_seconds
         ):
             return cached.keys[kid]
-        usable = self._refresh_seconds + self._max_stale_seconds
-        if cached is not None and kid in cached.keys and now - cached.fetched_at < usable:
+        servable = self._servable(cached, kid, now)
+        if servable is not None:
             # A scheduled refresh is made by one request; while it waits for the issuer (up to
             # the fetch timeout), the others go on with the cached key instead of queueing.
             if not self._lock.acquire(blocking=False):
-                return cached.keys[kid]
+                return servable
         else:
             self._lock.acquire()
         try:
@@ -279,10 +279,18 @@ class SigningKeys:
         finally:
             self._lock.release()
 
-    def _from_cache(self, cached: _KeySet | None, kid: str, now: float) -> PyJWK:
+    def _servable(self, cached: _KeySet | None, kid: str, now: float) -> PyJWK | None:
+        """The cached key with this kid if the cache is young enough to serve it, stale or
+        not (stale while the issuer is unreachable or being read)."""
         usable = self._refresh_seconds + self._max_stale_seconds
         if cached is not None and kid in cached.keys and now - cached.fetched_at < usable:
-            return cached.keys[kid]  # stale while the issuer is unreachable
+            return cached.keys[kid]
+        return None
+
+    def _from_cache(self, cached: _KeySet | None, kid: str, now: float) -> PyJWK:
+        servable = self._servable(cached, kid, now)
+        if servable is not None:
+            return servable
         if self._last_failed or cached is None:
             raise DependencyUnavailableError(
                 IDENTITY_PROVIDER,

@@ -79,9 +79,16 @@ from shared.services.import_files.text import LineOffsets
 # LEASE_SECONDS has no live pass, and the next delivery takes it over.
 CHECKPOINT_SECONDS: Final = 5.0
 LEASE_SECONDS: Final = 30.0
-# File bytes read between checkpoints (per pass over the key space): three quarters of a CSV
-# batch, so that every batch of lines (about READ_CHARS characters) ends in one.
-CHECKPOINT_BYTES: Final = READ_CHARS * 3 // 4
+
+
+def checkpoint_bytes(read_chars: int = READ_CHARS) -> int:
+    """File bytes read between checkpoints (per pass over the key space) when the scanner judges
+    ``read_chars`` of text at a time: three quarters of a batch, so that every batch of CSV
+    lines ends in one."""
+    return read_chars * 3 // 4
+
+
+CHECKPOINT_BYTES: Final = checkpoint_bytes()
 # Rejected rows held before a safe point forces a checkpoint.
 MAX_HELD_REJECTIONS: Final = 10_000
 _END: Final = 1 << 62  # a row after every row of any file
@@ -168,9 +175,9 @@ class ResumeState:
     about to send, the orders its writer held for the next chunk (and the budget it had learnt),
     and the rows the dead pass reported after it."""
 
-    keys: list[str]
-    resend: list[str]
-    reported: set[int]
+    keys: list[str] = field(default_factory=list)
+    resend: list[str] = field(default_factory=list)
+    reported: set[int] = field(default_factory=set)
     pending: list[PendingPiece] = field(default_factory=list)
     budget: int | None = None
 

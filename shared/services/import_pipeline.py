@@ -62,12 +62,12 @@ from shared.repositories.import_storage import (
 )
 from shared.repositories.orders import StoredOrder
 from shared.services.import_checkpoints import (
-    CHECKPOINT_BYTES,
     LEASE_SECONDS,
     Checkpoint,
     FilePassCheckpoints,
     LostFilePassError,
     ResumeState,
+    checkpoint_bytes,
     read_resume_state,
     report_lines,
 )
@@ -182,7 +182,6 @@ class ImportPipeline:
     lease_seconds: float = LEASE_SECONDS
     key_budget: int = KEY_BUDGET
     read_chars: int = READ_CHARS  # text judged at a time (a batch of CSV lines)
-    checkpoint_bytes: int | None = None  # None: CHECKPOINT_BYTES in the proportion to read_chars
 
     # ----------------------------------------------------------------------- file pass
 
@@ -311,15 +310,14 @@ class ImportPipeline:
         fresh: bool = False,
     ) -> FileOutcome:
         file_format = file_format_for(name)
-        keys: list[str] = []
-        state = ResumeState([], [], set())
+        state = ResumeState()
         if not fresh:
             state = read_resume_state(
                 self.reports, report_name(name), resume_log_name(run_id), checkpoint
             )
-            keys = state.keys
             for message in state.resend:
                 self.queue.send(message)  # the dead pass may not have sent them
+        keys = state.keys
         checkpoints = self._checkpoints(name, run_id, owner, checkpoint, state)
         try:
             if file_format is None:
@@ -352,9 +350,7 @@ class ImportPipeline:
                 if start.part + 1 < start.parts:
                     # The next part of the key space: the file again, from its first row.
                     next_part = checkpoints.end_part()
-                    checkpoints = self._checkpoints(
-                        name, run_id, owner, next_part, ResumeState([], [], set())
-                    )
+                    checkpoints = self._checkpoints(name, run_id, owner, next_part, ResumeState())
                     continue
                 chunks_total = checkpoints.finish(version.size, offsets.next_line)
                 break
@@ -415,8 +411,7 @@ class ImportPipeline:
             now=utc_now,
             max_chunk_bytes=self.max_chunk_bytes,
             max_chunk_orders=self.max_chunk_orders,
-            checkpoint_bytes=self.checkpoint_bytes
-            or CHECKPOINT_BYTES * self.read_chars // READ_CHARS,
+            checkpoint_bytes=checkpoint_bytes(self.read_chars),
             reported=state.reported,
             pending=state.pending,
             budget=state.budget,

@@ -156,11 +156,6 @@ class ChunkWriter:
         self.sent = first_number  # the next chunk's number (a resumed pass goes on counting)
 
     @property
-    def pending_first_row(self) -> int | None:
-        """The file row of the first order not sent yet (None when all are sent)."""
-        return self._runs[0][0] if self._runs else None
-
-    @property
     def budget(self) -> int:
         """The text a chunk takes before compressing, as learnt so far."""
         return self._budget
