@@ -29,17 +29,17 @@
  *      as in Cosmos DB, where deletion happens in the background but expired items are never
  *      returned (the package ignores TTL).
  *
- *   9. Queries run in time linear in the container's size: the package's query compiler
- *      builds each FROM/JOIN row set with `reduce(($, x) => [...$, row], [])`, which copies the
- *      accumulator for every item (quadratic: a page of 100 over 50,000 items took 20 s). The
- *      compiled code appends to the accumulator instead; the rows and their order are the same.
- *
  *   8. With `--data-dir <dir>`, data survives a restart, as Azurite's blobs and the broker's
  *      messages do: every database, container (with its settings) and item, ETags and `_ts`
  *      included, is written to `<dir>/cosmos.json` (atomically: a temporary file renamed) a
  *      second after a write (longer for a big account: ten times the last save's duration) and
  *      when the process stops (SIGTERM, SIGINT), and read back at start. A kill -9 loses what
  *      changed since the last save.
+ *
+ *   9. Queries run in time linear in the container's size: the package's query compiler
+ *      builds each FROM/JOIN row set with `reduce(($, x) => [...$, row], [])`, which copies the
+ *      accumulator for every item (quadratic: a page of 100 over 50,000 items took 20 s). The
+ *      compiled code appends to the accumulator instead; the rows and their order are the same.
  *
  * Known gaps left as they are (the app avoids them): OFFSET/LIMIT, GROUP BY and DISTINCT do not
  * parse; the change feed never shows new writes; no request units, 429s or stored procedures.
@@ -175,19 +175,30 @@ const queryTransformer = require(
 function call(object, method, args) {
   return {
     type: "CallExpression",
-    callee: { type: "MemberExpression", object, property: { type: "Identifier", name: method }, computed: false },
+    callee: {
+      type: "MemberExpression",
+      object,
+      property: { type: "Identifier", name: method },
+      computed: false,
+    },
     arguments: args,
   };
 }
 
-/** `[...$, a, ...b]` as `($.push(a), b.forEach(($item) => $.push($item)), $)`: the reduce accumulators the transformer spreads
- * are fresh arrays of its own (`reduce(..., [])`), so appending to them changes nothing else. */
+/** `[...$, a, ...b]` as `($.push(a), b.forEach(($item) => $.push($item)), $)`: the reduce
+ * accumulators the transformer spreads are fresh arrays of its own (`reduce(..., [])`), so
+ * appending to them changes nothing else. */
 function appendingAccumulators(node) {
   if (Array.isArray(node)) return node.map(appendingAccumulators);
   if (node === null || typeof node !== "object") return node;
   for (const key of Object.keys(node)) node[key] = appendingAccumulators(node[key]);
   const [first, ...rest] = node.type === "ArrayExpression" ? node.elements : [];
-  if (first && first.type === "SpreadElement" && first.argument.type === "Identifier" && first.argument.name === "$") {
+  const spreadsAccumulator =
+    first &&
+    first.type === "SpreadElement" &&
+    first.argument.type === "Identifier" &&
+    first.argument.name === "$";
+  if (spreadsAccumulator) {
     // A spread element is appended item by item: spread call arguments have a length limit.
     const appends = rest.map((element) =>
       element.type === "SpreadElement"
@@ -202,7 +213,8 @@ function appendingAccumulators(node) {
           ])
         : call({ type: "Identifier", name: "$" }, "push", [element]),
     );
-    return { type: "SequenceExpression", expressions: [...appends, { type: "Identifier", name: "$" }] };
+    const result = { type: "Identifier", name: "$" };
+    return { type: "SequenceExpression", expressions: [...appends, result] };
   }
   return node;
 }
